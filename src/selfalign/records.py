@@ -1,0 +1,209 @@
+"""JSONL records: strict reading, deterministic atomic writing, and resumable unit-wise output.
+
+Every stage boundary in selfalign is a JSONL file of JSON objects with a stable string ``id``.
+Reading is strict: a malformed line, a non-object, or a missing/mistyped field stops the stage
+with the file, the line number and the field, never a silent drop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+JsonObj = dict[str, Any]
+
+
+class RecordError(ValueError):
+    """A bad input record, located by file, line and (when known) field."""
+
+    def __init__(self, path: str | os.PathLike[str], line: int, message: str, field: str | None = None):
+        self.path = str(path)
+        self.line = line
+        self.field = field
+        where = f"{self.path}:{line}"
+        what = f" field {field!r}:" if field else ""
+        super().__init__(f"{where}:{what} {message}")
+
+
+def dumps(record: Mapping[str, Any]) -> str:
+    """The one serialization of a record used everywhere, so equal records give equal bytes."""
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def iter_jsonl(
+    path: str | os.PathLike[str],
+    required: Mapping[str, type | tuple[type, ...]] | None = None,
+) -> Iterator[tuple[int, JsonObj]]:
+    """Yield ``(line_number, record)`` from a JSONL file, validating each line.
+
+    ``required`` maps field names to the type (or tuple of types) each record must carry.
+    Blank lines are an error too: they are not something our writers produce.
+    """
+    required = dict(required or {})
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.endswith("\n"):
+                raise RecordError(path, lineno, "truncated line (no trailing newline): was the file cut short?")
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise RecordError(path, lineno, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(record, dict):
+                raise RecordError(path, lineno, f"expected a JSON object, got {type(record).__name__}")
+            for field, kind in required.items():
+                if field not in record:
+                    raise RecordError(path, lineno, "missing", field=field)
+                if not isinstance(record[field], kind) or (kind is int and isinstance(record[field], bool)):
+                    names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+                    raise RecordError(
+                        path, lineno, f"expected {names}, got {type(record[field]).__name__}", field=field
+                    )
+            yield lineno, record
+
+
+def read_jsonl(
+    path: str | os.PathLike[str], required: Mapping[str, type | tuple[type, ...]] | None = None
+) -> list[JsonObj]:
+    return [rec for _, rec in iter_jsonl(path, required)]
+
+
+def count_lines(path: str | os.PathLike[str]) -> int:
+    n = 0
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            n += chunk.count(b"\n")
+    return n
+
+
+@contextmanager
+def atomic_writer(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
+    """Write to a temporary file beside ``path`` and rename it into place only on success."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        kwargs: dict[str, Any] = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
+        with os.fdopen(fd, mode, **kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_jsonl(path: str | os.PathLike[str], records: Iterable[Mapping[str, Any]]) -> int:
+    """Atomically write records; returns how many were written."""
+    n = 0
+    with atomic_writer(path) as handle:
+        for record in records:
+            handle.write(dumps(record))
+            handle.write("\n")
+            n += 1
+    return n
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    with atomic_writer(path) as handle:
+        json.dump(obj, handle, indent=2, sort_keys=True, ensure_ascii=False)
+        handle.write("\n")
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def fingerprint(obj: Any) -> str:
+    """A stable hash of a JSON-able object (used to tie resumable work to its inputs and params)."""
+    return sha256_text(json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str))
+
+
+@dataclass
+class UnitResult:
+    """What one unit of resumable work produced."""
+
+    records: list[JsonObj]
+    stats: JsonObj
+
+
+class ResumableOutput:
+    """Unit-wise, crash-safe output for a long stage.
+
+    Work is split into numbered units (a batch of records, a source file chunk, ...). Each
+    finished unit is written atomically to ``<output>.parts/<unit>.jsonl`` plus a stats file
+    written last, which marks the unit done. After a kill, a rerun skips finished units, so
+    nothing is lost and nothing is written twice. ``finalize`` concatenates the parts in unit
+    order into ``output`` (atomically) and removes the parts directory.
+
+    The parts directory carries a fingerprint of the stage's inputs and parameters; if they
+    changed since the interrupted run, the stale parts are discarded rather than mixed in.
+    """
+
+    def __init__(self, output: str | os.PathLike[str], fingerprint_value: str):
+        self.output = Path(output)
+        self.parts = self.output.with_name(self.output.name + ".parts")
+        self.fingerprint = fingerprint_value
+        manifest = self.parts / "manifest.json"
+        if self.parts.exists():
+            try:
+                previous = json.loads(manifest.read_text(encoding="utf-8"))["fingerprint"]
+            except (OSError, ValueError, KeyError):
+                previous = None
+            if previous != fingerprint_value:
+                shutil.rmtree(self.parts)
+        self.parts.mkdir(parents=True, exist_ok=True)
+        if not manifest.exists():
+            write_json(manifest, {"fingerprint": fingerprint_value})
+
+    def _records_path(self, unit: int) -> Path:
+        return self.parts / f"{unit:08d}.jsonl"
+
+    def _stats_path(self, unit: int) -> Path:
+        return self.parts / f"{unit:08d}.stats.json"
+
+    def done(self, unit: int) -> bool:
+        return self._stats_path(unit).exists() and self._records_path(unit).exists()
+
+    def done_units(self) -> set[int]:
+        return {int(p.name.split(".")[0]) for p in self.parts.glob("*.stats.json") if self.done(int(p.name.split(".")[0]))}
+
+    def write_unit(self, unit: int, result: UnitResult) -> None:
+        write_jsonl(self._records_path(unit), result.records)
+        write_json(self._stats_path(unit), result.stats)
+
+    def unit_stats(self, unit: int) -> JsonObj:
+        return json.loads(self._stats_path(unit).read_text(encoding="utf-8"))
+
+    def finalize(self, n_units: int) -> list[JsonObj]:
+        """Concatenate units ``0..n_units-1`` into the output; returns their stats in order."""
+        missing = [u for u in range(n_units) if not self.done(u)]
+        if missing:
+            raise RuntimeError(f"{self.output}: cannot finalize, units not done: {missing[:10]}")
+        stats = []
+        with atomic_writer(self.output, "wb") as out:
+            for unit in range(n_units):
+                with open(self._records_path(unit), "rb") as part:
+                    shutil.copyfileobj(part, out)
+                stats.append(self.unit_stats(unit))
+        shutil.rmtree(self.parts)
+        return stats

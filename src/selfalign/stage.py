@@ -1,0 +1,84 @@
+"""What every stage shares: its result summary, sharding arithmetic and progress bars."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+
+
+@dataclass
+class StageStats:
+    """Counts a stage reports; the CLI turns them into the artifact's sidecar."""
+
+    n_in: int = 0
+    n_out: int = 0
+    drops: Counter[str] = field(default_factory=Counter)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        self.drops[reason] += n
+
+    def merge(self, other: StageStats) -> None:
+        self.n_in += other.n_in
+        self.n_out += other.n_out
+        self.drops.update(other.drops)
+
+    def check_balance(self) -> None:
+        """Every record in is either out or dropped for a named reason: nothing vanishes."""
+        if self.n_in != self.n_out + sum(self.drops.values()):
+            raise AssertionError(
+                f"record accounting is off: {self.n_in} in != {self.n_out} out + {sum(self.drops.values())} dropped"
+            )
+
+    def counts(self) -> dict[str, int]:
+        return {"in": self.n_in, "out": self.n_out, "dropped": sum(self.drops.values())}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n_in": self.n_in, "n_out": self.n_out, "drops": dict(self.drops), "extra": self.extra}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> StageStats:
+        return cls(obj["n_in"], obj["n_out"], Counter(obj["drops"]), dict(obj.get("extra", {})))
+
+
+def shard_bounds(n: int, shard: int, num_shards: int) -> tuple[int, int]:
+    """The contiguous ``[start, stop)`` slice of ``n`` items that shard ``shard`` owns.
+
+    Contiguous slices keep input order, so concatenating shard outputs in shard order gives the
+    same bytes as an unsharded run.
+    """
+    if num_shards < 1 or not 0 <= shard < num_shards:
+        raise ValueError(f"shard {shard} out of range for {num_shards} shards")
+    return n * shard // num_shards, n * (shard + 1) // num_shards
+
+
+def progress(iterable: Iterable[T], *, desc: str, total: int | None = None, unit: str = "rec") -> Iterator[T]:
+    """A tqdm bar on stderr with rate and ETA; quiet when SELFALIGN_NO_PROGRESS is set."""
+    disable = bool(os.environ.get("SELFALIGN_NO_PROGRESS"))
+    yield from tqdm(
+        iterable,
+        desc=desc,
+        total=total,
+        unit=unit,
+        file=sys.stderr,
+        disable=disable,
+        mininterval=1.0,
+        dynamic_ncols=True,
+        smoothing=0.1,
+    )
+
+
+def default_workers() -> int:
+    """Cores this process may use (respects affinity masks, e.g. a SLURM allocation)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
