@@ -60,9 +60,15 @@ def shard_bounds(n: int, shard: int, num_shards: int) -> tuple[int, int]:
     return n * shard // num_shards, n * (shard + 1) // num_shards
 
 
-def progress(iterable: Iterable[T], *, desc: str, total: int | None = None, unit: str = "rec") -> Iterator[T]:
-    """A tqdm bar on stderr with rate and ETA; quiet when SELFALIGN_NO_PROGRESS is set."""
-    disable = bool(os.environ.get("SELFALIGN_NO_PROGRESS"))
+def _disabled(enabled: bool) -> bool:
+    return not enabled or bool(os.environ.get("SELFALIGN_NO_PROGRESS"))
+
+
+def progress(
+    iterable: Iterable[T], *, desc: str, total: int | None = None, unit: str = "rec", enabled: bool = True
+) -> Iterator[T]:
+    """A tqdm bar on stderr with rate and ETA; quiet when disabled or SELFALIGN_NO_PROGRESS is set."""
+    disable = _disabled(enabled)
     yield from tqdm(
         iterable,
         desc=desc,
@@ -70,6 +76,23 @@ def progress(iterable: Iterable[T], *, desc: str, total: int | None = None, unit
         unit=unit,
         file=sys.stderr,
         disable=disable,
+        mininterval=1.0,
+        dynamic_ncols=True,
+        smoothing=0.1,
+    )
+
+
+def progress_bar(
+    *, desc: str, total: int | None, unit: str = "rec", initial: int = 0, enabled: bool = True
+) -> tqdm:
+    """A manually updated bar (``bar.update(n)``), for work that finishes in chunks."""
+    return tqdm(
+        desc=desc,
+        total=total,
+        unit=unit,
+        initial=initial,
+        file=sys.stderr,
+        disable=_disabled(enabled),
         mininterval=1.0,
         dynamic_ncols=True,
         smoothing=0.1,

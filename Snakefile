@@ -1,0 +1,57 @@
+# selfalign: the StarCoder2-Instruct self-alignment recipe as a Snakemake workflow.
+#
+#   snakemake --profile profiles/tiny        # the tiny CPU chain (what CI runs)
+#   snakemake -n                             # the paper's recipe (config.yaml), dry run
+#
+# Every artifact is a file under results/<run_name>/ with a <artifact>.meta.json sidecar.
+
+import os
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# The rules call the `selfalign` command; the Snakefile itself only needs the config validator,
+# importable from the checkout even before `pip install -e .`.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from selfalign.config import ConfigError, validate_config  # noqa: E402
+
+envvars:
+    "PATH",
+
+
+# Jobs call the `selfalign` installed beside the Python running snakemake (e.g. .venv/bin), even
+# when that environment is not activated.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+configfile: "config.yaml"
+
+
+try:
+    validate_config(config)
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+
+RUN = config["run_name"]
+RESULTS = f"results/{RUN}"
+
+
+container: config["containers"]["pipeline"]
+
+
+wildcard_constraints:
+    shard=r"\d{4}",
+
+
+include: "rules/common.smk"
+include: "rules/seeds.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        f"{RESULTS}/seeds/filtered.jsonl",

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up selfalign on a fresh Debian/Ubuntu machine or in CI: a virtualenv in .venv with the
+# pinned pipeline and test requirements, the package installed editable, and Pyright's npm
+# package fetched once (so the first quality job doesn't). Idempotent: rerunning is cheap.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
+    echo "selfalign needs Python >= 3.10 (found $("$PYTHON" --version 2>&1))" >&2
+    exit 1
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.selfalign-requirements.sha256
+want=$(cat envs/pipeline.txt envs/test.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -r envs/pipeline.txt -r envs/test.txt
+    .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+    echo "$want" > "$stamp"
+fi
+# Pyright's PyPI wrapper installs the matching npm package on first use.
+.venv/bin/pyright --version >/dev/null
+echo "selfalign: environment ready in .venv ($(.venv/bin/selfalign --version))"

@@ -1,0 +1,337 @@
+"""The ``selfalign`` command: one subcommand per stage, usable with or without Snakemake.
+
+Each stage subcommand reads its inputs, writes its artifact atomically, and writes the
+artifact's sidecar (``<artifact>.meta.json``). Stage parameters come as a JSON object
+(``--params '{...}'`` or ``--params @file.yaml``): the same section of ``config.yaml`` the
+workflow passes, so a stage run by hand is the stage the workflow runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import ConfigError, load_config, parse_params
+from .provenance import sidecar_path, write_sidecar
+from .records import RecordError, atomic_writer
+from .stage import StageStats, default_workers
+
+log = logging.getLogger("selfalign")
+
+
+def _finish(
+    artifact: Path,
+    stats: StageStats,
+    *,
+    stage: str,
+    inputs: Sequence[str | Path],
+    params: dict[str, Any],
+    started: float,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    meta_extra = {"stats": stats.extra} if stats.extra else {}
+    if extra:
+        meta_extra.update(extra)
+    path = write_sidecar(
+        artifact,
+        stage=stage,
+        inputs=inputs,
+        counts=stats.counts(),
+        drops=dict(stats.drops),
+        config=params,
+        extra=meta_extra,
+        started=started,
+    )
+    log.info("%s: %s in, %s out, drops %s -> %s", stage, stats.n_in, stats.n_out, dict(stats.drops), artifact)
+    log.debug("sidecar %s", path)
+
+
+def _merge_extra(values: list[Any]) -> Any:
+    """Combine the ``stats`` of shard sidecars: numbers add up, lists concatenate, dicts merge."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    if all(isinstance(v, bool) for v in values):
+        return values[0] if len(set(values)) == 1 else values
+    if all(isinstance(v, (int, float)) for v in values):
+        return sum(values)
+    if all(isinstance(v, list) for v in values):
+        return [item for v in values for item in v]
+    if all(isinstance(v, dict) for v in values):
+        keys: dict[str, None] = {}
+        for v in values:
+            keys.update(dict.fromkeys(v))
+        return {k: _merge_extra([v.get(k) for v in values]) for k in keys}
+    unique = []
+    for v in values:
+        if v not in unique:
+            unique.append(v)
+    return unique[0] if len(unique) == 1 else unique
+
+
+# ---------------------------------------------------------------------------------------- stages
+
+
+def cmd_extract(args: argparse.Namespace) -> None:
+    from .seeds.extract import SourceParams, run_extract_shard
+
+    started = time.time()
+    params = parse_params(args.params)
+    stats = run_extract_shard(
+        SourceParams.from_dict(params),
+        args.out,
+        shard=args.shard,
+        num_shards=args.num_shards,
+        workers=args.workers,
+        show_progress=not args.no_progress,
+    )
+    _finish(
+        Path(args.out),
+        stats,
+        stage="seeds.extract",
+        inputs=[],
+        params=params,
+        started=started,
+        extra={"shard": args.shard, "num_shards": args.num_shards},
+    )
+
+
+def cmd_merge(args: argparse.Namespace) -> None:
+    from .seeds.extract import merge_shards
+
+    started = time.time()
+    stats = merge_shards(args.inputs, args.out)
+    shard_stats = [_read_meta(p) for p in args.inputs]
+    stats.extra = {
+        "extract": _merge_extra([m.get("stats", {}) for m in shard_stats]),
+        "files_seen": sum(m["counts"].get("in", 0) for m in shard_stats),
+        "files_skipped": _merge_extra([m.get("drops", {}) for m in shard_stats]) or {},
+        "source": shard_stats[0].get("config") if shard_stats else None,
+    }
+    _finish(Path(args.out), stats, stage="seeds.raw", inputs=args.inputs, params={}, started=started)
+
+
+def cmd_dedup(args: argparse.Namespace) -> None:
+    from .seeds.dedup import DedupParams, run_dedup
+
+    started = time.time()
+    params = parse_params(args.params)
+    stats = run_dedup(
+        args.input,
+        args.out,
+        args.duplicates,
+        DedupParams.from_dict(params),
+        workers=args.workers,
+        show_progress=not args.no_progress,
+    )
+    _finish(Path(args.out), stats, stage="seeds.dedup", inputs=[args.input], params=params, started=started)
+
+
+def cmd_quality(args: argparse.Namespace) -> None:
+    from .seeds.quality import QualityParams, run_quality
+
+    started = time.time()
+    params = parse_params(args.params)
+    stats = run_quality(
+        args.input,
+        args.out,
+        QualityParams.from_dict(params),
+        shard=args.shard,
+        num_shards=args.num_shards,
+        workers=args.workers,
+        show_progress=not args.no_progress,
+    )
+    _finish(
+        Path(args.out),
+        stats,
+        stage="seeds.quality",
+        inputs=[args.input],
+        params=params,
+        started=started,
+        extra={"shard": args.shard, "num_shards": args.num_shards},
+    )
+
+
+def cmd_filter(args: argparse.Namespace) -> None:
+    from .seeds.filter import FilterParams, run_filter
+
+    started = time.time()
+    params = parse_params(args.params)
+    stats = run_filter(
+        args.input,
+        args.out,
+        FilterParams.from_dict(params),
+        shard=args.shard,
+        num_shards=args.num_shards,
+        show_progress=not args.no_progress,
+    )
+    _finish(
+        Path(args.out),
+        stats,
+        stage="seeds.filter",
+        inputs=[args.input],
+        params=params,
+        started=started,
+        extra={"shard": args.shard, "num_shards": args.num_shards},
+    )
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from .importer import ImportSpec, import_records
+
+    started = time.time()
+    params = parse_params(args.params)
+    spec = ImportSpec.from_dict(params)
+    stats = import_records(spec, args.out, show_progress=not args.no_progress)
+    inputs = [spec.jsonl] if spec.jsonl else []
+    _finish(Path(args.out), stats, stage=f"import.{spec.stage}", inputs=inputs, params=params, started=started)
+
+
+def _read_meta(path: str | Path) -> dict[str, Any]:
+    meta = sidecar_path(path)
+    if not meta.exists():
+        raise FileNotFoundError(f"{meta}: missing sidecar of shard {path}")
+    data: dict[str, Any] = json.loads(meta.read_text(encoding="utf-8"))
+    return data
+
+
+def cmd_concat(args: argparse.Namespace) -> None:
+    """Concatenate per-record shard outputs in shard order (= input order) and merge their sidecars."""
+    started = time.time()
+    metas = [_read_meta(p) for p in args.inputs]
+    with atomic_writer(args.out, "wb") as out:
+        for path in args.inputs:
+            with open(path, "rb") as handle:
+                shutil.copyfileobj(handle, out)
+    stats = StageStats(
+        n_in=sum(m["counts"]["in"] for m in metas),
+        n_out=sum(m["counts"]["out"] for m in metas),
+    )
+    for meta in metas:
+        stats.drops.update(meta.get("drops", {}))
+    stats.check_balance()
+    stats.extra = _merge_extra([m.get("stats", {}) for m in metas]) or {}
+    params = metas[0].get("config", {}) if metas else {}
+    shard_inputs = sorted({i["path"] for m in metas for i in m.get("inputs", [])})
+    _finish(
+        Path(args.out),
+        stats,
+        stage=args.stage,
+        inputs=[*shard_inputs, *args.inputs],
+        params=params,
+        started=started,
+        extra={"shards": len(args.inputs)},
+    )
+
+
+def cmd_config_validate(args: argparse.Namespace) -> None:
+    config = load_config(args.configfile)
+    if args.show:
+        json.dump(config, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"ok: {', '.join(args.configfile)} (run_name={config['run_name']})")
+
+
+# ------------------------------------------------------------------------------------- argparse
+
+
+def _add_common(p: argparse.ArgumentParser, *, params: bool = True, shards: bool = False, workers: bool = False) -> None:
+    if params:
+        p.add_argument("--params", required=True, help="stage parameters: JSON object, or @file.json/@file.yaml")
+    if shards:
+        p.add_argument("--shard", type=int, default=0, help="which shard to process (0-based)")
+        p.add_argument("--num-shards", type=int, default=1, help="how many shards the input is cut into")
+    if workers:
+        p.add_argument("--workers", type=int, default=default_workers(), help="worker processes")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="selfalign", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"selfalign {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    cfg = sub.add_parser("config", help="configuration tools")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
+    val = cfg_sub.add_parser("validate", help="merge config files in order and validate them against the schema")
+    val.add_argument("configfile", nargs="+")
+    val.add_argument("--show", action="store_true", help="print the merged config")
+    val.set_defaults(func=cmd_config_validate)
+
+    seeds = sub.add_parser("seeds", help="seed-function stages (The Stack -> filtered seeds)")
+    seeds_sub = seeds.add_subparsers(dest="seeds_command", required=True)
+
+    p = seeds_sub.add_parser("extract", help="top-level functions with a \"\"\" docstring, one shard of the source")
+    p.add_argument("--out", required=True)
+    _add_common(p, shards=True, workers=True)
+    p.set_defaults(func=cmd_extract)
+
+    p = seeds_sub.add_parser("merge", help="k-way merge extraction shards by id; drop exact duplicates")
+    p.add_argument("--out", required=True)
+    p.add_argument("inputs", nargs="+")
+    _add_common(p, params=False)
+    p.set_defaults(func=cmd_merge)
+
+    p = seeds_sub.add_parser("dedup", help="MinHash + LSH near-dedup")
+    p.add_argument("--input", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--duplicates", required=True, help="where to write {id, kept} for each dropped record")
+    _add_common(p, workers=True)
+    p.set_defaults(func=cmd_dedup)
+
+    p = seeds_sub.add_parser("quality", help="return-value check, autoimport, Pyright")
+    p.add_argument("--input", required=True)
+    p.add_argument("--out", required=True)
+    _add_common(p, shards=True, workers=True)
+    p.set_defaults(func=cmd_quality)
+
+    p = seeds_sub.add_parser("filter", help="heuristic filters and benchmark decontamination")
+    p.add_argument("--input", required=True)
+    p.add_argument("--out", required=True)
+    _add_common(p, shards=True)
+    p.set_defaults(func=cmd_filter)
+
+    p = sub.add_parser("import", help="start the chain from a published dataset or a local JSONL")
+    p.add_argument("--out", required=True)
+    _add_common(p)
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("concat", help="concatenate shard outputs in shard order and merge their sidecars")
+    p.add_argument("--out", required=True)
+    p.add_argument("--stage", required=True, help="stage name recorded in the sidecar")
+    p.add_argument("inputs", nargs="+")
+    _add_common(p, params=False)
+    p.set_defaults(func=cmd_concat)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    func: Callable[[argparse.Namespace], None] = args.func
+    try:
+        func(args)
+    except (ConfigError, RecordError, ValueError, FileNotFoundError) as exc:
+        # Bad input is the user's to fix: say what and where, without a traceback.
+        print(f"selfalign: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

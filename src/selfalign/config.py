@@ -1,0 +1,108 @@
+"""Loading and validating the recipe configuration.
+
+The schema (``schemas/config.schema.yaml``) closes every object, so a misspelt key is reported
+as unknown, with the closest known key, before any job runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).with_name("schemas") / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names every offending key."""
+
+
+@cache
+def load_schema() -> dict[str, Any]:
+    with open(SCHEMA_PATH, encoding="utf-8") as handle:
+        schema: dict[str, Any] = yaml.safe_load(handle)
+    return schema
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``override`` into a copy of ``base`` (the way snakemake merges configfiles)."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_config(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
+    """Load and merge YAML config files in order, then validate the result."""
+    config: dict[str, Any] = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        config = deep_merge(config, data)
+    validate_config(config)
+    return config
+
+
+def _key(path: Sequence[Any]) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError, schema: Mapping[str, Any]) -> list[str]:
+    where = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        known = sorted((error.schema.get("properties") or {}).keys())
+        extra = sorted(set(error.instance) - set(known)) if isinstance(error.instance, dict) else []
+        lines = []
+        for key in extra:
+            hint = difflib.get_close_matches(key, known, n=1)
+            suggestion = f" (did you mean {_key([*where, hint[0]])!r}?)" if hint else ""
+            lines.append(f"unknown config key {_key([*where, key])!r}{suggestion}; known keys here: {', '.join(known)}")
+        return lines
+    if error.validator == "required":
+        return [f"config key {_key(where)!r}: {error.message}"]
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        # Report the deepest sub-error (e.g. the bad enum value inside the object branch) rather
+        # than "is not valid under any of the given schemas" or the null branch's type error.
+        best = max(error.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
+        return _describe(best, schema)
+    value = json.dumps(error.instance, default=str)
+    if len(value) > 80:
+        value = value[:77] + "..."
+    return [f"config key {_key(where)!r} = {value}: {error.message}"]
+
+
+def validate_config(config: Mapping[str, Any]) -> None:
+    """Raise ConfigError listing every problem, each naming its dotted key."""
+    schema = load_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        lines: list[str] = []
+        for error in errors:
+            lines.extend(_describe(error, schema))
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(dict.fromkeys(lines)))
+
+
+def parse_params(value: str) -> dict[str, Any]:
+    """A stage's parameters from the CLI: inline JSON, or ``@path`` to a JSON/YAML file."""
+    if value.startswith("@"):
+        with open(value[1:], encoding="utf-8") as handle:
+            loaded = yaml.safe_load(handle)
+    else:
+        loaded = json.loads(value)
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"--params must be a JSON object, got {type(loaded).__name__}")
+    return loaded
