@@ -1,0 +1,73 @@
+"""The workflow as a user drives it: dry runs, lint, config errors, start_from."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from workflow_utils import copy_workflow, run
+
+
+def _job_counts(output: str) -> dict[str, int]:
+    table = output[output.index("Job stats:") :]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_workflow(tmp_path_factory.mktemp("wf") / "selfalign")
+
+
+def test_paper_dry_run_lists_seed_jobs_fast(workdir: Path) -> None:
+    started = time.time()
+    result = run(["-n", "--quiet", "rules"], workdir, timeout=60)
+    elapsed = time.time() - started
+    assert result.returncode == 0, result.stdout
+    counts = _job_counts(result.stdout)
+    assert counts["seeds_extract_shard"] == 64
+    assert counts["seeds_quality_shard"] == 64
+    assert counts["seeds_filter_shard"] == 16
+    for rule in ("seeds_raw", "seeds_dedup", "seeds_quality", "seeds_filtered"):
+        assert counts[rule] == 1
+    assert elapsed < 10, f"paper dry run took {elapsed:.1f}s"
+
+
+def test_lint_is_clean(workdir: Path) -> None:
+    result = run(["--lint"], workdir, timeout=60)
+    assert result.returncode == 0, result.stdout
+    assert "Congratulations" in result.stdout
+
+
+def test_tiny_profile_dry_run(workdir: Path) -> None:
+    result = run(["--profile", "profiles/tiny", "-n", "--quiet", "rules"], workdir, timeout=60)
+    assert result.returncode == 0, result.stdout
+    counts = _job_counts(result.stdout)
+    assert counts["seeds_extract_shard"] == 2
+    assert "results/tiny/seeds" in run(["--profile", "profiles/tiny", "-n"], workdir, timeout=60).stdout
+
+
+def test_config_typo_stops_before_any_job(workdir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("seeds:\n  quality:\n    pyright_batchsize: 10\n", encoding="utf-8")
+    result = run(["--cores", "1", "--configfile", str(bad)], workdir, timeout=60)
+    assert result.returncode != 0
+    assert "unknown config key 'seeds.quality.pyright_batchsize'" in result.stdout
+    assert "did you mean 'seeds.quality.pyright_batch_size'" in result.stdout
+    assert not (workdir / "results").exists()
+
+
+def test_start_from_replaces_the_earlier_stages(workdir: Path, tmp_path: Path) -> None:
+    override = tmp_path / "start.yaml"
+    override.write_text(
+        "seeds:\n  start_from: {stage: quality, dataset: bigcode/python-stack-v1-functions-filtered,"
+        " revision: main, split: train, content_field: content, id_field: sha1}\n",
+        encoding="utf-8",
+    )
+    result = run(["-n", "--quiet", "rules", "--configfile", str(override)], workdir, timeout=60)
+    assert result.returncode == 0, result.stdout
+    counts = _job_counts(result.stdout)
+    assert counts["seeds_import"] == 1
+    assert "seeds_extract_shard" not in counts and "seeds_dedup" not in counts
+    assert counts["seeds_filter_shard"] == 16

@@ -1,0 +1,89 @@
+"""Run snakemake on a private copy of the workflow, with a hard timeout that kills its process group."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "profiles", "src/selfalign/schemas")
+
+
+def snakemake_bin() -> str:
+    return str(Path(sys.executable).with_name("snakemake"))
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A copy of the workflow (not of results/) so tests never touch the checkout's artifacts.
+
+    ``../shared`` beside the copy points at the real shared folder, as it does beside a clone.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name)
+        else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    # the Snakefile imports selfalign.config from src/; the copy must import the real package
+    (dest / "src" / "selfalign").mkdir(parents=True, exist_ok=True)
+    for py in (REPO / "src" / "selfalign").glob("*.py"):
+        shutil.copy2(py, dest / "src" / "selfalign" / py.name)
+    shared = REPO.parent / "shared"
+    if shared.exists() and not (dest.parent / "shared").exists():
+        (dest.parent / "shared").symlink_to(shared)
+    return dest
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["SELFALIGN_NO_PROGRESS"] = "1"
+    e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}"
+    return e
+
+
+def run(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run snakemake to completion, or kill its whole process group after ``timeout`` seconds."""
+    proc = subprocess.Popen(
+        [snakemake_bin(), *args],
+        cwd=cwd,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        out, _ = proc.communicate()
+        raise AssertionError(f"snakemake {' '.join(args)} timed out after {timeout}s:\n{out[-5000:]}") from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
+
+
+def start(args: list[str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    handle = open(log, "wb")  # noqa: SIM115 - closed by the caller via kill_group / wait
+    return subprocess.Popen(
+        [snakemake_bin(), *args], cwd=cwd, env=env(), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL, grace: float = 10.0) -> None:
+    """Signal the process group; escalate to SIGKILL if it is still alive after ``grace`` s."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.time() + grace
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
