@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Rewrite envs/pipeline.txt from a fresh virtualenv that installs pyproject.toml's dependencies,
+# so the pins are exactly what `pip install .` resolves today (minus the test tools).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+python3 -m venv "$tmp/venv"
+"$tmp/venv/bin/pip" install --quiet --upgrade pip
+"$tmp/venv/bin/pip" install --quiet .
+{
+    echo "# The pipeline image's and CI's environment, fully pinned (pip freeze of a working install)."
+    echo "# Regenerate with scripts/freeze-env.sh after changing pyproject.toml's dependencies."
+    "$tmp/venv/bin/pip" freeze --exclude selfalign | sed 's/^pyright==/pyright[nodejs]==/'
+} > envs/pipeline.txt
+echo "wrote envs/pipeline.txt ($(grep -vc '^#' envs/pipeline.txt) pins)"
