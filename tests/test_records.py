@@ -96,7 +96,7 @@ def test_shard_bounds_partition_in_order() -> None:
         for k in (1, 2, 3, 16):
             spans = [shard_bounds(n, s, k) for s in range(k)]
             assert spans[0][0] == 0 and spans[-1][1] == n
-            assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+            assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
     with pytest.raises(ValueError):
         shard_bounds(10, 3, 3)
 
