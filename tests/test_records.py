@@ -108,3 +108,14 @@ def test_stage_stats_balance() -> None:
     stats.drop("y")
     with pytest.raises(AssertionError, match="accounting"):
         stats.check_balance()
+
+
+def test_concat_merges_shard_stats_without_inflating_shared_descriptions() -> None:
+    from selfalign.cli import _merge_extra
+
+    shard = {"benchmarks": {"strings": {"humaneval_solutions": 161}}, "removed_per_benchmark": {"x": 1}, "ids": ["a"]}
+    other = {"benchmarks": {"strings": {"humaneval_solutions": 161}}, "removed_per_benchmark": {"x": 1}, "ids": ["b"]}
+    merged = _merge_extra([shard, other])
+    assert merged == {"benchmarks": {"strings": {"humaneval_solutions": 161}}, "removed_per_benchmark": {"x": 2}, "ids": ["a", "b"]}
+    with pytest.raises(ValueError, match="disagree"):
+        _merge_extra([shard, {**other, "benchmarks": {"strings": {}}}])

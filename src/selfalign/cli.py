@@ -54,9 +54,20 @@ def _finish(
     log.debug("sidecar %s", path)
 
 
-def _merge_extra(values: list[Any]) -> Any:
-    """Combine the ``stats`` of shard sidecars: numbers add up, lists concatenate, dicts merge."""
+# Stats keys that describe the shared setup (identical in every shard) rather than count work.
+SHARED_STATS_KEYS = frozenset({"benchmarks"})
+
+
+def _merge_extra(values: list[Any], key: str | None = None) -> Any:
+    """Combine the ``stats`` of shard sidecars: numbers add up, lists concatenate, dicts merge.
+
+    Keys in SHARED_STATS_KEYS must be equal in every shard and are kept once.
+    """
     values = [v for v in values if v is not None]
+    if key in SHARED_STATS_KEYS and values:
+        if any(v != values[0] for v in values[1:]):
+            raise ValueError(f"shards disagree on {key!r}: they were not run with the same setup")
+        return values[0]
     if not values:
         return None
     if all(isinstance(v, bool) for v in values):
@@ -69,7 +80,7 @@ def _merge_extra(values: list[Any]) -> Any:
         keys: dict[str, None] = {}
         for v in values:
             keys.update(dict.fromkeys(v))
-        return {k: _merge_extra([v.get(k) for v in values]) for k in keys}
+        return {k: _merge_extra([v.get(k) for v in values], k) for k in keys}
     unique = []
     for v in values:
         if v not in unique:

