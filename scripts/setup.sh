@@ -18,6 +18,9 @@ stamp=.venv/.selfalign-requirements.sha256
 want=$(cat envs/pipeline.txt envs/test.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
+    # The editable install below builds without isolation (no network needed for it), so the
+    # build backend is pinned here: a fresh venv's setuptools (65 on Python 3.11) has no bdist_wheel.
+    .venv/bin/python -m pip install --quiet "setuptools==84.2.1"
     .venv/bin/python -m pip install --quiet -r envs/pipeline.txt -r envs/test.txt
     .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
     echo "$want" > "$stamp"
