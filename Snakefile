@@ -49,9 +49,10 @@ wildcard_constraints:
 
 include: "rules/common.smk"
 include: "rules/seeds.smk"
+include: "rules/generation.smk"
 
 
 rule all:
     default_target: True
     input:
-        f"{RESULTS}/seeds/filtered.jsonl",
+        f"{RESULTS}/responses.jsonl",

@@ -30,3 +30,29 @@ SEED_SHARDS = config["seeds"]["shards"]
 def built_here(stage):
     """True when `stage` is computed by its own rule (not replaced by seeds.start_from)."""
     return START_STAGE is None or SEED_STAGES.index(stage) > SEED_STAGES.index(START_STAGE)
+
+
+# Generation: which server answers, and what each job owns.
+BACKEND = config["serving"]["backend"]
+TINY_MODEL = config["model"]["build"] == "tiny"
+MODEL_DIR = f"{RESULTS}/model/base" if TINY_MODEL else None
+GEN_SHARDS = config["generation"]["shards"]
+# A job that starts vLLM holds a GPU; the CPU server runs one process per slot.
+GEN_GPUS = 1 if BACKEND == "vllm" else 0
+GEN_THREADS = config["serving"]["cpu"]["slots"] if BACKEND == "cpu" else 4
+
+
+def gen_settings(stage):
+    """The settings one generation stage runs with, as JSON: only what shapes that stage, so
+    changing (say) responses.n reruns the responses jobs and nothing upstream of them."""
+    generation = config["generation"]
+    section = {"fewshot": generation["fewshot"], "limit": generation["limit"] if stage == "judge" else None}
+    if stage in generation:
+        section[stage] = generation[stage]
+    settings = {
+        "model": {k: config["model"][k] for k in ("name", "revision")},
+        "serving": config["serving"],
+        "client": config["client"],
+        "generation": section,
+    }
+    return json.dumps(settings, sort_keys=True)

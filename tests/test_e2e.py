@@ -1,4 +1,8 @@
-"""The tiny chain end to end, as the README runs it: twice, and once killed midway and resumed."""
+"""The tiny chain end to end, as the README runs it: twice, and once killed midway and resumed.
+
+From the stdlib to responses.jsonl: seed stages, the tiny base model trained on CPU, and the
+judge, S->C, C->I and I->R stages through the CPU completions server.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +16,27 @@ from workflow_utils import copy_workflow, kill_group, run, start
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SEED_ARTIFACTS = ("raw.jsonl", "dedup.jsonl", "dedup.duplicates.jsonl", "quality.jsonl", "filtered.jsonl")
+MODEL_FILES = ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json")
+GENERATED = ("seeds/judged.jsonl", "concepts.jsonl", "instructions.jsonl", "responses.jsonl")
 PROFILE = ["--profile", "profiles/tiny"]
 
 
 def _artifacts(workdir: Path) -> dict[str, bytes]:
-    seeds = workdir / "results" / "tiny" / "seeds"
-    return {name: (seeds / name).read_bytes() for name in SEED_ARTIFACTS}
+    results = workdir / "results" / "tiny"
+    found = {f"seeds/{name}": (results / "seeds" / name).read_bytes() for name in SEED_ARTIFACTS}
+    found.update({f"model/base/{name}": (results / "model" / "base" / name).read_bytes() for name in MODEL_FILES})
+    found.update({name: (results / name).read_bytes() for name in GENERATED})
+    return found
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
 def clean_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = copy_workflow(tmp_path_factory.mktemp("clean") / "selfalign")
-    result = run(PROFILE, workdir, timeout=1200)
+    result = run(PROFILE, workdir, timeout=1800)
     assert result.returncode == 0, result.stdout[-8000:]
     return workdir
 
@@ -50,32 +63,64 @@ def test_tiny_chain_produces_filtered_seeds_with_sidecars(clean_run: Path) -> No
     assert "benchmarks" in json.dumps(metas["filtered.jsonl"])
 
 
+def test_tiny_chain_generates_through_responses(clean_run: Path) -> None:
+    results = clean_run / "results" / "tiny"
+    metas = {name: json.loads((results / f"{name}.meta.json").read_text()) for name in GENERATED}
+    filtered = len(_records(results / "seeds" / "filtered.jsonl"))
+    # The judge sees the first generation.limit (160) filtered seeds; each later stage all that
+    # the one before it kept; nothing is lost between stages and every stage has output.
+    assert metas["seeds/judged.jsonl"]["counts"]["in"] == min(160, filtered)
+    chain = list(GENERATED)
+    for before, after in zip(chain, chain[1:], strict=False):
+        assert metas[after]["counts"]["in"] == metas[before]["counts"]["out"], after
+    for name, meta in metas.items():
+        counts = meta["counts"]
+        assert counts["out"] > 0, f"{name} is empty: {meta['drops']}"
+        assert counts["in"] == counts["out"] + sum(meta["drops"].values()), name
+        assert len(_records(results / name)) == counts["out"]
+        assert meta["stats"]["requests"] == counts["in"] - meta["drops"].get("no_docstring", 0)
+        assert meta["stats"]["errors"] == 0, name
+    responses = _records(results / "responses.jsonl")
+    for record in responses:
+        assert record["id"].startswith("stdlib/")
+        assert record["instruction"] and record["concepts"] and record["content"]
+        assert set(record["generation"]) == {"judge", "concepts", "instructions", "responses"}
+        assert record["generation"]["responses"]["seed"] == 3407 + record["generation"]["responses"]["index"]
+        assert 1 <= len(record["responses"]) <= 10
+    assert metas["responses.jsonl"]["stats"]["samples"] == 10 * metas["responses.jsonl"]["stats"]["requests"]
+    model_meta = json.loads((results / "model" / "base.meta.json").read_text())
+    assert model_meta["stats"]["steps"] > 0 and model_meta["sha256"]
+
+
 def test_second_run_is_byte_identical(clean_run: Path, tmp_path: Path) -> None:
     other = copy_workflow(tmp_path / "selfalign")
-    result = run(PROFILE, other, timeout=1200)
+    result = run(PROFILE, other, timeout=1800)
     assert result.returncode == 0, result.stdout[-8000:]
     assert _artifacts(other) == _artifacts(clean_run)
 
 
 def test_killed_midway_then_rerun_gives_the_same_bytes(clean_run: Path, tmp_path: Path) -> None:
     workdir = copy_workflow(tmp_path / "selfalign")
-    seeds = workdir / "results" / "tiny" / "seeds"
+    results = workdir / "results" / "tiny"
     log = tmp_path / "killed.log"
     proc = start(PROFILE, workdir, log)
-    # Kill inside the quality stage, once at least one of its resumable units is on disk.
-    deadline = time.time() + 900
+    # Kill inside the I->R stage (server, client and all), once one of its resumable units is
+    # on disk: the rerun must send only the rest and still give the same bytes.
+    deadline = time.time() + 1500
     while time.time() < deadline and proc.poll() is None:
-        if list(seeds.glob("quality/shard-*.jsonl.parts/*.stats.json")):
+        if list(results.glob("generate/responses/shard-*.jsonl.parts/*.stats.json")):
             break
         time.sleep(0.2)
     assert proc.poll() is None, f"the run ended before it could be killed:\n{log.read_text()[-4000:]}"
     kill_group(proc)  # SIGKILL to the whole group: snakemake gets no chance to clean up
-    assert not (seeds / "filtered.jsonl").exists()
+    assert not (results / "responses.jsonl").exists()
 
     # A hard-killed snakemake leaves its lock; removing it is the documented recovery step.
     assert run(["--unlock", *PROFILE], workdir, timeout=120).returncode == 0
-    result = run(PROFILE, workdir, timeout=1200)
+    result = run(PROFILE, workdir, timeout=1800)
     assert result.returncode == 0, result.stdout[-8000:]
     assert _artifacts(workdir) == _artifacts(clean_run)
-    # nothing left behind by the interrupted job
-    assert not list(seeds.rglob("*.parts"))
+    # nothing left behind by the interrupted job, and it was resumed, not redone
+    assert not list(results.rglob("*.parts"))
+    meta = json.loads((results / "responses.jsonl.meta.json").read_text())
+    assert meta["stats"]["units_resumed"] >= 1

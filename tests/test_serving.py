@@ -7,11 +7,15 @@ stages rely on is the wire behaviour, so that is what is checked, not internals.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
+import signal
+import subprocess
 import sys
 import sysconfig
+import textwrap
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -318,6 +322,42 @@ def test_process_lifecycle_with_a_stand_in_server(tmp_path: Path) -> None:
     assert log is not None and not log.exists(), "a temporary log goes away on a clean exit"
     with pytest.raises(ServerError, match="did not answer"):
         wait_ready(f"http://127.0.0.1:{port}", 0.5, interval_s=0.1)
+
+
+def test_a_server_dies_with_a_job_killed_by_sigkill(tmp_path: Path) -> None:
+    """The server runs in its own session (out of reach of a kill aimed at the job's group):
+    when the job that started it is SIGKILLed, the server must still go, not linger."""
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v1" / "models").write_text('{"object": "list", "data": []}')
+    port = free_port()
+    job = textwrap.dedent(
+        f"""
+        import sys, time
+        from selfalign.serving.launch import ServerProcess
+        command = [sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
+        server = ServerProcess(command, "http://127.0.0.1:{port}", cwd={str(tmp_path)!r}).start()
+        print(server.process.pid, flush=True)
+        time.sleep(600)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", job], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    server_pid = int(proc.stdout.readline())
+    os.kill(server_pid, 0)  # running
+    proc.kill()
+    proc.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(server_pid, 0)
+        except ProcessLookupError:
+            break
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(server_pid, os.WNOHANG)
+        time.sleep(0.1)
+    else:
+        os.kill(server_pid, signal.SIGKILL)
+        pytest.fail("the server outlived the job that started it")
 
 
 def test_command_lines() -> None:

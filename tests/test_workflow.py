@@ -31,7 +31,22 @@ def test_paper_dry_run_lists_seed_jobs_fast(workdir: Path) -> None:
     assert counts["seeds_filter_shard"] == 16
     for rule in ("seeds_raw", "seeds_dedup", "seeds_quality", "seeds_filtered"):
         assert counts[rule] == 1
+    # The judge and the three generation stages, sharded, each job owning a vLLM server.
+    shards = {"judge": 4, "concepts": 4, "instructions": 4, "responses": 8}
+    for stage, n in shards.items():
+        assert counts[f"generate_{stage}_shard"] == n
+        assert counts[f"generate_{stage}"] == 1
+    assert "tiny_model" not in counts
     assert elapsed < 10, f"paper dry run took {elapsed:.1f}s"
+
+
+def test_paper_generation_jobs_start_vllm_on_a_gpu(workdir: Path) -> None:
+    result = run(["-n", "-p", "results/paper/concepts.jsonl"], workdir, timeout=60)
+    assert result.returncode == 0, result.stdout
+    assert "selfalign generate concepts" in result.stdout
+    assert '"backend": "vllm"' in result.stdout
+    assert '"name": "bigcode/starcoder2-15b"' in result.stdout
+    assert "gpu=1" in result.stdout.replace(" ", "")
 
 
 def test_lint_is_clean(workdir: Path) -> None:
@@ -45,6 +60,9 @@ def test_tiny_profile_dry_run(workdir: Path) -> None:
     assert result.returncode == 0, result.stdout
     counts = _job_counts(result.stdout)
     assert counts["seeds_extract_shard"] == 2
+    assert counts["tiny_model"] == 1 and counts["model_texts"] == 1
+    for stage in ("judge", "concepts", "instructions", "responses"):
+        assert counts[f"generate_{stage}_shard"] == 1
     assert "results/tiny/seeds" in run(["--profile", "profiles/tiny", "-n"], workdir, timeout=60).stdout
 
 

@@ -243,6 +243,71 @@ def cmd_concat(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_generate(args: argparse.Namespace) -> None:
+    from .generation.stages import StageSettings, run_stage
+
+    started = time.time()
+    params = parse_params(args.params)
+    settings = StageSettings.from_dict(params)
+    stats = run_stage(
+        args.stage,
+        args.input,
+        args.out,
+        settings,
+        shard=args.shard,
+        num_shards=args.num_shards,
+        model_dir=args.model_dir,
+        server_log=Path(args.server_log) if args.server_log else None,
+        show_progress=not args.no_progress,
+        base_url=args.base_url,
+    )
+    inputs = [args.input] + ([str(Path(args.model_dir) / "model.safetensors")] if args.model_dir else [])
+    _finish(
+        Path(args.out),
+        stats,
+        stage=f"generate.{args.stage}",
+        inputs=[p for p in inputs if Path(p).exists()],
+        params=params,
+        started=started,
+        extra={"shard": args.shard, "num_shards": args.num_shards},
+    )
+
+
+def cmd_model_texts(args: argparse.Namespace) -> None:
+    """Write the text files the tiny model learns prompt layouts from."""
+    from .generation.prompts import tiny_fewshot_text
+    from .generation.stages import judge_shots_text
+    from .records import atomic_writer
+
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in (("fewshot.txt", tiny_fewshot_text()), ("judge-shots.txt", judge_shots_text())):
+        with atomic_writer(out / name, "w") as handle:
+            handle.write(text)
+
+
+def cmd_tinymodel(args: argparse.Namespace) -> None:
+    from .tinymodel import TinyModelParams, build_tiny_model
+
+    started = time.time()
+    params = parse_params(args.params)
+    stats = build_tiny_model(
+        [Path(p) for p in args.corpus],
+        [Path(p) for p in args.text],
+        Path(args.out),
+        TinyModelParams.from_dict(params),
+        show_progress=not args.no_progress,
+    )
+    _finish(
+        Path(args.out),
+        stats,
+        stage="tinymodel",
+        inputs=[*args.corpus, *args.text, str(Path(args.out) / "model.safetensors")],
+        params=params,
+        started=started,
+    )
+
+
 def cmd_config_validate(args: argparse.Namespace) -> None:
     config = load_config(args.configfile)
     if args.show:
@@ -317,6 +382,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_import)
 
+    gen = sub.add_parser("generate", help="model-driven stages through an OpenAI completions server")
+    gen_sub = gen.add_subparsers(dest="stage", required=True)
+    for stage, text in (
+        ("judge", "the LLM judge: keep seeds whose docstring the base model says is enough"),
+        ("concepts", "S->C: concepts of each seed function"),
+        ("instructions", "C->I: a task built from each record's concepts"),
+        ("responses", "I->R: responses with self-written tests (n samples each)"),
+    ):
+        p = gen_sub.add_parser(stage, help=text)
+        p.add_argument("--input", required=True)
+        p.add_argument("--out", required=True)
+        p.add_argument("--model-dir", default=None, help="a local model directory to serve instead of model.name")
+        p.add_argument("--server-log", default=None, help="where the started server logs")
+        p.add_argument("--base-url", default=None, help="use this running server instead of starting one")
+        _add_common(p, shards=True)
+        p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("model-texts", help="write the prompt layouts the tiny model is trained on")
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_model_texts)
+
+    p = sub.add_parser("tinymodel", help="train the tiny profile's base model on CPU")
+    p.add_argument("--corpus", nargs="+", required=True, help="seed JSONL files (field 'content')")
+    p.add_argument("--text", nargs="*", default=[], help="text files used verbatim")
+    p.add_argument("--out", required=True, help="model directory")
+    _add_common(p)
+    p.set_defaults(func=cmd_tinymodel)
+
     p = sub.add_parser("concat", help="concatenate shard outputs in shard order and merge their sidecars")
     p.add_argument("--out", required=True)
     p.add_argument("--stage", required=True, help="stage name recorded in the sidecar")
@@ -334,10 +427,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # One INFO line per HTTP request would bury a generation job's log; errors still show.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
     func: Callable[[argparse.Namespace], None] = args.func
     try:
         func(args)
-    except (ConfigError, RecordError, ValueError, FileNotFoundError) as exc:
+    except (ConfigError, RecordError, ValueError, FileNotFoundError, RuntimeError) as exc:
         # Bad input is the user's to fix: say what and where, without a traceback.
         print(f"selfalign: error: {exc}", file=sys.stderr)
         return 2

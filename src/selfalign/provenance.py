@@ -9,6 +9,7 @@ sidecars that differ only in those keys.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -84,6 +85,19 @@ def code_version() -> dict[str, Any]:
     return info
 
 
+def _digest(artifact: Path) -> tuple[str, int]:
+    """sha256 and size of a file; of a directory (a model), the sha256 of its sorted
+    ``<relative path>\0<file sha256>\n`` manifest and the total size of its files."""
+    if not artifact.is_dir():
+        return sha256_file(artifact), artifact.stat().st_size
+    manifest = hashlib.sha256()
+    total = 0
+    for path in sorted(p for p in artifact.rglob("*") if p.is_file()):
+        manifest.update(f"{path.relative_to(artifact).as_posix()}\0{sha256_file(path)}\n".encode())
+        total += path.stat().st_size
+    return manifest.hexdigest(), total
+
+
 def write_sidecar(
     artifact: str | os.PathLike[str],
     *,
@@ -97,11 +111,12 @@ def write_sidecar(
 ) -> Path:
     """Write the sidecar for ``artifact`` (which must already exist) and return its path."""
     artifact = Path(artifact)
+    digest, size = _digest(artifact)
     meta: dict[str, Any] = {
         "artifact": artifact.name,
         "stage": stage,
-        "sha256": sha256_file(artifact),
-        "bytes": artifact.stat().st_size,
+        "sha256": digest,
+        "bytes": size,
         "counts": dict(counts or {}),
         "drops": dict(sorted((drops or {}).items())),
         "inputs": [

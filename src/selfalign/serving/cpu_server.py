@@ -28,6 +28,7 @@ import asyncio
 import hashlib
 import logging
 import multiprocessing
+import signal
 import sys
 import threading
 import time
@@ -363,6 +364,9 @@ def _init_slot(
 ) -> None:
     """Load this slot process's own copy of the model (runs once per worker process)."""
     global _SLOT_ENGINE
+    from .launch import die_with_parent
+
+    die_with_parent(signal.SIGKILL)  # a slot is useless without the server that feeds it
     torch.set_num_threads(threads)
     _SLOT_ENGINE = Engine.load(model, dtype=dtype, max_batch=max_batch, max_model_len=max_model_len)
 

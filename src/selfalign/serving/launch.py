@@ -199,6 +199,22 @@ def vllm_command(
     return command + list(extra_args)
 
 
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent dies (``PR_SET_PDEATHSIG``).
+
+    A server runs in its own session so that stopping it reaches all its processes; that also
+    puts it out of reach of a kill aimed at the job's process group, so without this a job
+    killed with SIGKILL would leave its server running. Elsewhere than Linux: does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, int(sig), 0, 0, 0)
+
+
 def _tail(path: Path, lines: int) -> str:
     """The last ``lines`` lines of a log, read from its end so huge logs cost nothing."""
     try:
@@ -339,6 +355,7 @@ class ServerProcess:
                     env=env,
                     cwd=self.cwd,
                     start_new_session=True,
+                    preexec_fn=die_with_parent,
                 )
             except OSError as exc:
                 raise ServerError(
