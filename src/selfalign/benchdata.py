@@ -31,11 +31,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
+from .config import reject_unknown
 from .records import JsonObj, RecordError, atomic_writer, sha256_file
 
 #: Pinned EvalPlus releases: ``(dataset, version) -> (url, sha256 of the .jsonl.gz)``. The hashes
@@ -309,13 +310,7 @@ class DecontamParams:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DecontamParams:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown decontamination parameter(s): {', '.join(unknown)} "
-                f"(known: {', '.join(sorted(known))})"
-            )
+        reject_unknown(cls, data, "decontamination")
         return cls(**data)
 
 

@@ -11,6 +11,7 @@ import difflib
 import json
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -106,3 +107,15 @@ def parse_params(value: str) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise ConfigError(f"--params must be a JSON object, got {type(loaded).__name__}")
     return loaded
+
+
+def reject_unknown(cls: type, data: Mapping[str, Any], section: str) -> None:
+    """Refuse keys that are not fields of the dataclass ``cls``, naming them and the known ones,
+    so a typo in a config section is an error rather than a silently ignored setting."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown {section} parameter(s): {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(known))})"
+        )

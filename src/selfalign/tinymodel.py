@@ -41,10 +41,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .config import reject_unknown
 from .records import RecordError, fingerprint, iter_jsonl, sha256_file, write_json
 from .stage import StageStats, progress_bar
 
@@ -214,13 +215,7 @@ class TinyModelParams:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TinyModelParams:
         """Build from a config section, refusing unknown keys so a typo is not silently ignored."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown tinymodel parameter(s): {', '.join(unknown)} "
-                f"(known: {', '.join(sorted(known))})"
-            )
+        reject_unknown(cls, data, "tinymodel")
         return cls(**dict(data))
 
     def to_dict(self) -> dict[str, Any]:

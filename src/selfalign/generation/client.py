@@ -33,12 +33,13 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import openai
 
+from ..config import reject_unknown
 from ..records import JsonObj, ResumableOutput, UnitResult, dumps, fingerprint
 from ..serving.launch import LOOPBACK_HOSTS, ServerError, api_base, wait_ready
 from ..stage import StageStats, progress_bar
@@ -130,13 +131,7 @@ class ClientParams:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ClientParams:
         """Build from a config mapping; an unknown key is an error, not a silently ignored typo."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown client parameter(s): {', '.join(unknown)} "
-                f"(known: {', '.join(sorted(known))})"
-            )
+        reject_unknown(cls, data, "client")
         return cls(**data)
 
     @property

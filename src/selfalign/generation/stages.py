@@ -32,11 +32,12 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
 from ..benchdata import fetch_pinned
+from ..config import reject_unknown
 from ..records import JsonObj, RecordError, count_lines, fingerprint, iter_jsonl, sha256_file
 from ..serving.launch import ServerProcess, free_port, vllm_command
 from ..stage import StageStats, shard_bounds
@@ -91,15 +92,6 @@ class StageError(RuntimeError):
 # -------------------------------------------------------------------------------- parameters
 
 
-def _known(cls: type, data: Mapping[str, Any], where: str) -> None:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(
-            f"unknown {where} key(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"
-        )
-
-
 @dataclass(frozen=True)
 class FewshotSource:
     """Where the S->C / C->I / I->R few-shot file comes from.
@@ -118,7 +110,7 @@ class FewshotSource:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FewshotSource:
-        _known(cls, data, "generation.fewshot")
+        reject_unknown(cls, data, "generation.fewshot")
         values = dict(data)
         values["mirrors"] = tuple(values.get("mirrors") or ())
         made = cls(**values)
@@ -183,12 +175,12 @@ class ServingParams:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ServingParams:
-        _known(cls, data, "serving")
+        reject_unknown(cls, data, "serving")
         values = dict(data)
         vllm = dict(values.pop("vllm", None) or {})
-        _known(VllmParams, vllm, "serving.vllm")
+        reject_unknown(VllmParams, vllm, "serving.vllm")
         cpu = dict(values.pop("cpu", None) or {})
-        _known(CpuServerParams, cpu, "serving.cpu")
+        reject_unknown(CpuServerParams, cpu, "serving.cpu")
         made = cls(
             **values,
             vllm=VllmParams(tuple(vllm.get("launcher") or ()), tuple(vllm.get("args") or ())),

@@ -22,11 +22,12 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..benchdata import BENCHMARK_KEYS, DecontamParams, load_decontamination
+from ..config import reject_unknown
 from ..records import atomic_writer, count_lines, dumps, iter_jsonl
 from ..stage import StageStats, progress, shard_bounds
 
@@ -83,13 +84,7 @@ class FilterParams:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FilterParams:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown filter parameter(s): {', '.join(unknown)} "
-                f"(known: {', '.join(sorted(known))})"
-            )
+        reject_unknown(cls, data, "filter")
         values = dict(data)
         nested = values.get("decontamination")
         if nested is not None:
