@@ -43,7 +43,7 @@ if TINY_MODEL:
             runtime=60,
         shell:
             "selfalign tinymodel --params {params.tinymodel:q} --corpus {input.corpus}"
-            " --text {input.fewshot} {input.judge} --out {output.model} --no-progress > {log} 2>&1"
+            " --text {input.fewshot} {input.judge} --out {output.model} > {log} 2>&1"
 
 
 GENERATION = [
@@ -83,7 +83,7 @@ for _stage, _input, _output in GENERATION:
         shell:
             "selfalign generate {params.stage} --params {params.settings:q} --input {input.data}"
             " --shard {wildcards.shard} --num-shards {params.num_shards} {params.model_dir}"
-            " --server-log {log.server} --out {output.data} --no-progress > {log.job} 2>&1"
+            " --server-log {log.server} --out {output.data} > {log.job} 2>&1"
 
     rule:
         name:
