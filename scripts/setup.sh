@@ -11,6 +11,19 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
     exit 1
 fi
 
+# gVisor (runsc) runs untrusted generated code; bubblewrap is the lighter alternative backend.
+# Both are Debian packages: install them when missing and apt is at hand (root, or sudo).
+if ! command -v runsc >/dev/null || ! command -v bwrap >/dev/null; then
+    if command -v apt-get >/dev/null; then
+        SUDO=""
+        [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+        $SUDO apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq runsc bubblewrap >/dev/null
+    else
+        echo "selfalign: install gVisor (runsc) and bubblewrap for the execution sandbox" >&2
+    fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi

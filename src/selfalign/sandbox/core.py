@@ -1,0 +1,357 @@
+"""The host side of one sandbox: start the runner, send samples, and never wait forever.
+
+The runner inside the sandbox enforces each sample's wall-clock limit itself. The host still
+keeps its own watchdog (the sample's timeout plus a margin) on every answer, because the runner
+(or the sandbox around it) can itself be wedged or killed. A sandbox that does not answer in time
+is killed as a whole (its process group, then anything still mentioning its private state dir),
+the sample gets a ``timeout``/``watchdog`` verdict, and the next sample starts a fresh sandbox.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import secrets
+import select
+import signal
+import subprocess
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+from selfalign.sandbox import runner as protocol
+from selfalign.sandbox.backends import HOST_ENV, Backend, make_backend
+from selfalign.sandbox.verdict import Verdict
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 4.0
+DEFAULT_MEMORY_BYTES = 1 << 30
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not be started (repeatedly): the environment is broken, not a sample."""
+
+
+class _Wedged(Exception):
+    """No answer before the watchdog deadline."""
+
+
+class _Died(Exception):
+    """The runner's pipe closed: the sandbox is gone."""
+
+
+class Sandbox:
+    """One long-lived sandbox running many samples, one forked process per sample.
+
+    Use as a context manager::
+
+        with Sandbox("gvisor") as sb:
+            verdict = sb.run(code, timeout_s=4.0)
+
+    ``backend``: ``"gvisor"`` (default), ``"bubblewrap"`` or ``"none"`` (unsandboxed; requires
+    ``allow_unsandboxed=True`` and warns).
+
+    ``upstream_exec_in_function``: reproduce upstream StarCoder2-Instruct's execution filter,
+    which ran ``exec(code)`` inside a function body, so top-level names land in a locals dict and
+    a function calling itself or a helper fails with NameError. Off by default: samples run as one
+    module (``exec`` in a fresh ``__main__`` module's globals), like ``python sample.py``. The
+    switch reproduces that scoping rule only: upstream's module globals (``os``, ``sys``, ...) do
+    not leak into the sample, and ``os._exit(0)`` still does not count as a pass (upstream
+    counted any exit status 0).
+
+    Limits per sample: ``timeout_s`` wall clock (the runner kills the sample's processes; the
+    host's watchdog allows ``watchdog_margin_s`` more before it replaces the whole sandbox),
+    RLIMIT_CPU ``timeout+2`` s, ``memory_bytes`` RLIMIT_AS, ``nproc`` RLIMIT_NPROC (enforced for
+    the uid-65534 sample under gVisor), ``fsize_bytes`` RLIMIT_FSIZE, ``output_limit_bytes`` of
+    stdout+stderr (then ``fail``/``output_limit``). ``sandbox_memory_bytes`` caps the whole gVisor
+    sandbox (default ``memory_bytes`` + 512 MiB), since a sample may fork.
+    """
+
+    def __init__(
+        self,
+        backend: str = "gvisor",
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        memory_bytes: int = DEFAULT_MEMORY_BYTES,
+        nproc: int = 32,
+        fsize_bytes: int = 64 << 20,
+        output_limit_bytes: int = 4 << 20,
+        tail_bytes: int = 4096,
+        upstream_exec_in_function: bool = False,
+        allow_unsandboxed: bool = False,
+        python: str | None = None,
+        extra_ro_paths: tuple[str, ...] = (),
+        gvisor_platform: str | None = None,
+        preload: tuple[str, ...] | None = None,
+        sandbox_memory_bytes: int | None = None,
+        startup_timeout_s: float = 60.0,
+        watchdog_margin_s: float = 5.0,
+        max_start_failures: int = 3,
+    ) -> None:
+        self.backend_name = backend
+        self.timeout_s = float(timeout_s)
+        self.memory_bytes = int(memory_bytes)
+        self.nproc = int(nproc)
+        self.fsize_bytes = int(fsize_bytes)
+        self.output_limit_bytes = int(output_limit_bytes)
+        self.tail_bytes = int(tail_bytes)
+        self.upstream_exec_in_function = bool(upstream_exec_in_function)
+        self.startup_timeout_s = float(startup_timeout_s)
+        self.watchdog_margin_s = float(watchdog_margin_s)
+        self.max_start_failures = int(max_start_failures)
+        self._backend_args: dict[str, Any] = {
+            "python": python,
+            "extra_ro_paths": tuple(extra_ro_paths),
+            "allow_unsandboxed": allow_unsandboxed,
+            "gvisor_platform": gvisor_platform,
+            "preload": None if preload is None else tuple(preload),
+            # Default: one sample's full allowance plus room for the runner and gVisor itself.
+            "memory_limit_bytes": (
+                int(sandbox_memory_bytes)
+                if sandbox_memory_bytes is not None
+                else self.memory_bytes + (512 << 20)
+            ),
+        }
+        # Built now so a missing tool or a missing opt-in fails at construction, not mid-run.
+        self.backend: Backend = make_backend(backend, **self._backend_args)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: collections.deque[bytes] = collections.deque(maxlen=64)
+        self._stderr_thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._start_failures = 0
+        self.starts = 0
+        self.restarts = 0
+        self.runner_info: dict[str, Any] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> Sandbox:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def host_pid(self) -> int | None:
+        """Host pid of the sandbox's top process (runsc/bwrap/runner); its tree is the sandbox."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        """Start the sandbox and wait for the runner's hello; raise SandboxError on failure."""
+        if self.alive:
+            return
+        self._teardown()
+        self.backend.prepare()
+        try:
+            self._proc = subprocess.Popen(
+                self.backend.argv(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=dict(HOST_ENV),
+                cwd=self.backend.workdir,
+                start_new_session=True,  # one process group to kill, whatever runsc spawns
+                close_fds=True,
+            )
+        except OSError as exc:
+            self._teardown()
+            raise SandboxError(f"could not start the {self.backend_name} sandbox: {exc}") from exc
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        os.set_blocking(self._proc.stdin.fileno(), False)
+        os.set_blocking(self._proc.stdout.fileno(), False)
+        self._stderr = collections.deque(maxlen=64)
+        self._stderr_thread = threading.Thread(
+            target=_drain_stderr, args=(self._proc, self._stderr), daemon=True
+        )
+        self._stderr_thread.start()
+        try:
+            hello = self._receive(time.monotonic() + self.startup_timeout_s)
+        except (_Wedged, _Died, ValueError) as exc:
+            detail = self.stderr_text()
+            self._teardown()
+            raise SandboxError(
+                f"the {self.backend_name} sandbox did not start ({type(exc).__name__}): {detail}"
+            ) from exc
+        if not hello.get("ready"):
+            self._teardown()
+            raise SandboxError(f"unexpected hello from the runner: {hello!r}")
+        self.runner_info = hello
+        self.starts += 1
+
+    def close(self) -> None:
+        """Stop the runner (EOF on its stdin), kill what remains, remove the backend's files."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None and proc.stdin is not None:
+            try:
+                proc.stdin.close()
+                proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self._teardown()
+
+    def _teardown(self) -> None:
+        """Kill the sandbox's whole process group and clean up; safe to call repeatedly."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                log.warning("sandbox process %s did not die after SIGKILL", proc.pid)
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                try:
+                    if stream is not None:
+                        stream.close()
+                except OSError:
+                    pass
+        if self._stderr_thread is not None:
+            self._stderr_thread.join(timeout=2)
+            self._stderr_thread = None
+        self.backend.cleanup()
+
+    def stderr_text(self) -> str:
+        """The last bytes the sandbox process (runsc/bwrap/runner) wrote to its stderr."""
+        return b"".join(self._stderr).decode("utf-8", "replace")[-2000:]
+
+    # -- samples -----------------------------------------------------------------------------
+
+    def run(self, code: str, timeout_s: float | None = None) -> Verdict:
+        """Run ``code`` as one module in a fresh process inside the sandbox; never hangs.
+
+        Returns ``pass`` only if the whole module ran to its end. A wedged or dead sandbox is
+        replaced, and the sample that met it gets a ``timeout`` (``watchdog``) or ``error``
+        (``sandbox_died``) verdict.
+        """
+        timeout = self.timeout_s if timeout_s is None else float(timeout_s)
+        with self._lock:
+            started = time.monotonic()
+            if not self.alive:
+                if self._proc is not None or self.starts:
+                    self.restarts += 1
+                try:
+                    self.start()
+                    self._start_failures = 0
+                except SandboxError as exc:
+                    self._start_failures += 1
+                    if self._start_failures >= self.max_start_failures:
+                        raise
+                    log.warning("sandbox start failed (%s); will retry", exc)
+                    return Verdict("error", "sandbox_start", time.monotonic() - started)
+            request = {
+                "nonce": secrets.token_hex(16),
+                "code": code,
+                "timeout": timeout,
+                "memory_bytes": self.memory_bytes,
+                "nproc": self.nproc,
+                "fsize_bytes": self.fsize_bytes,
+                "output_limit": self.output_limit_bytes,
+                "tail_bytes": self.tail_bytes,
+                "exec_in_function": self.upstream_exec_in_function,
+                "drop_uid": self.backend.drop_uid,
+                "tmp_root": self.backend.tmp_root(),
+                "wipe_tmp": self.backend.private_tmp,
+            }
+            deadline = time.monotonic() + timeout + self.watchdog_margin_s
+            try:
+                self._send(request, deadline)
+                answer = self._receive(deadline)
+            except _Wedged:
+                log.warning("sandbox did not answer within %.1f s; replacing it", timeout)
+                self._teardown()
+                return Verdict("timeout", "watchdog", time.monotonic() - started)
+            except (_Died, ValueError):
+                detail = self.stderr_text()
+                self._teardown()
+                return Verdict("error", "sandbox_died", time.monotonic() - started, "", detail)
+            verdict = Verdict.from_dict(answer)
+            if verdict.status == "error" and verdict.reason == "setup":
+                # The confinement could not be set up (e.g. the uid drop failed): never ignore.
+                log.error("sandbox setup failed for a sample: %s", verdict.stderr_tail)
+            return verdict
+
+    # -- framing with a deadline -------------------------------------------------------------
+
+    def _send(self, obj: dict[str, Any], deadline: float) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None:
+            raise _Died()
+        body = protocol.json.dumps(obj).encode("utf-8")
+        data = memoryview(protocol.HEADER.pack(len(body)) + body)
+        fd = proc.stdin.fileno()
+        while data:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _Wedged()
+            _, writable, _ = select.select([], [fd], [], remaining)
+            if not writable:
+                continue
+            try:
+                written = os.write(fd, data)
+            except BlockingIOError:
+                continue
+            except (BrokenPipeError, OSError) as exc:
+                raise _Died() from exc
+            data = data[written:]
+
+    def _read_exact(self, n: int, deadline: float) -> bytes:
+        proc = self._proc
+        if proc is None or proc.stdout is None:
+            raise _Died()
+        fd = proc.stdout.fileno()
+        parts: list[bytes] = []
+        while n:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _Wedged()
+            readable, _, _ = select.select([fd], [], [], remaining)
+            if not readable:
+                continue
+            try:
+                chunk = os.read(fd, n)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                raise _Died()
+            parts.append(chunk)
+            n -= len(chunk)
+        return b"".join(parts)
+
+    def _receive(self, deadline: float) -> dict[str, Any]:
+        (length,) = protocol.HEADER.unpack(self._read_exact(protocol.HEADER.size, deadline))
+        if length > protocol.MAX_MESSAGE:
+            raise ValueError(f"runner message of {length} bytes")
+        obj = protocol.json.loads(self._read_exact(length, deadline).decode("utf-8"))
+        if not isinstance(obj, dict):
+            raise ValueError("runner message is not an object")
+        return obj
+
+
+def _drain_stderr(proc: subprocess.Popen[bytes], sink: collections.deque[bytes]) -> None:
+    """Keep reading the sandbox's stderr so it can never block on a full pipe; keep the tail."""
+    stream = proc.stderr
+    if stream is None:
+        return
+    try:
+        while True:
+            chunk = stream.read1(4096) if hasattr(stream, "read1") else stream.read(4096)
+            if not chunk:
+                return
+            sink.append(chunk)
+    except (OSError, ValueError):
+        return

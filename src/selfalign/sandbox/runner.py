@@ -1,0 +1,545 @@
+"""The long-lived runner that lives inside one sandbox and executes samples, one fork each.
+
+This file is executed by the sandboxed interpreter as a script (``python -I -S runner.py``),
+never imported inside the sandbox as part of ``selfalign``: it must depend on the standard
+library only, so the sandbox needs nothing but the interpreter's prefix mounted read-only.
+(The host may import it for its constants; it has no import-time side effects.)
+
+Why a runner at all: starting a gVisor sandbox costs ~0.25 s, far more than a typical sample.
+One sandbox per worker stays up; for every sample the runner forks a fresh child, so samples
+never share a process, and the fork is the only per-sample start-up cost.
+
+Protocol (binary, on the runner's stdin/stdout): every message is a 4-byte big-endian length
+followed by that many bytes of UTF-8 JSON. The runner first sends ``{"ready": true, ...}``;
+then for each request ``{"nonce", "code", "timeout", ...}`` it answers one verdict object
+``{"status", "reason", "seconds", "stdout_tail", "stderr_tail"}``. EOF on stdin ends it.
+
+How a sample passes: the child writes ``"<nonce> ok"`` on a private pipe (fd 3) only after
+the whole module was executed and its non-daemon threads finished. The nonce is random per
+sample and sent only with the request, so ``os._exit(0)`` half-way through (exit status 0,
+no message) reads as ``early_exit``, not as a pass. This guards against accidents and
+ordinary early exits, not against code that digs the nonce out of its own interpreter's memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import select
+import signal
+import struct
+import sys
+import time
+
+HEADER = struct.Struct(">I")
+MAX_MESSAGE = 64 * 1024 * 1024
+RESULT_FD = 3
+_READ_CHUNK = 65536
+
+PRELOAD: tuple[str, ...] = ("traceback", "typing")
+"""Stdlib modules imported once by the runner so every forked sample inherits them.
+
+Under gVisor (ptrace platform) every import is many intercepted system calls: in a child,
+``import typing`` costs ~13 ms and ``traceback`` (used on every failing sample) ~12 ms, against
+~25 ms for the whole fork-run-exit of a trivial sample. But a bigger runner also makes every
+fork slower, so preloading a long list (unittest ~45 ms, dataclasses ~20 ms, ...) lost on a
+realistic mix; these two won. ``random`` reseeds itself in forked children
+(``os.register_at_fork``), so preloading it would not make samples share random sequences.
+"""
+
+
+def preload(names: tuple[str, ...]) -> None:
+    """Import ``names``, ignoring modules this interpreter lacks."""
+    import importlib
+
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - a missing optional module only costs speed
+            pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Framing
+# ---------------------------------------------------------------------------------------------
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    """Blocking read of exactly n bytes; None on EOF (the host went away)."""
+    parts = []
+    while n:
+        chunk = os.read(fd, n)
+        if not chunk:
+            return None
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def send(fd: int, obj: dict) -> None:
+    """Write one length-prefixed JSON message."""
+    body = json.dumps(obj).encode("utf-8")
+    _write_all(fd, HEADER.pack(len(body)) + body)
+
+
+def receive(fd: int) -> dict | None:
+    """Read one length-prefixed JSON message; None on a clean EOF."""
+    head = _read_exact(fd, HEADER.size)
+    if head is None:
+        return None
+    (length,) = HEADER.unpack(head)
+    if length > MAX_MESSAGE:
+        raise ValueError(f"message of {length} bytes exceeds {MAX_MESSAGE}")
+    body = _read_exact(fd, length)
+    if body is None:
+        return None
+    return json.loads(body.decode("utf-8"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The child: one sample, one process
+# ---------------------------------------------------------------------------------------------
+
+
+def _exception_reason(exc: BaseException) -> str:
+    """A short, countable reason for an exception that ended the sample."""
+    if isinstance(exc, AssertionError):
+        return "assertion"
+    if isinstance(exc, MemoryError):
+        return "memory"
+    if isinstance(exc, SystemExit):
+        code = exc.code
+        if code is None or code is False:
+            code = 0
+        elif code is True:
+            code = 1
+        return f"exit:{code if isinstance(code, int) else 1}"
+    if isinstance(exc, RecursionError):
+        return "exception:RecursionError"
+    name = type(exc).__name__
+    name = "".join(c for c in name if c.isalnum() or c == "_")[:64] or "Exception"
+    return f"exception:{name}"
+
+
+def _child(req: dict, out_w: int, err_w: int, res_w: int, workdir: str) -> None:
+    """Set up the confinement a sample runs under, execute it, report on fd 3. Never returns.
+
+    Order matters: new session first (so the runner can kill the whole group), then fds (so
+    nothing of the runner's protocol pipes leaks in), then limits, then privileges (RLIMIT_NPROC
+    is only enforced for non-root), then the working directory and a scrubbed environment.
+    """
+    _exit = os._exit
+    _write = os.write
+    nonce = str(req["nonce"])
+    try:
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        devnull = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.dup2(res_w, RESULT_FD)
+        os.closerange(RESULT_FD + 1, 65536)
+
+        timeout = float(req["timeout"])
+        cpu = int(timeout) + 2
+        limits = [
+            (resource.RLIMIT_CPU, cpu),
+            (resource.RLIMIT_CORE, 0),
+            (resource.RLIMIT_AS, int(req["memory_bytes"])),
+            (resource.RLIMIT_FSIZE, int(req["fsize_bytes"])),
+            (resource.RLIMIT_NPROC, int(req["nproc"])),
+            (resource.RLIMIT_NOFILE, 256),
+        ]
+        for kind, value in limits:
+            resource.setrlimit(kind, (value, value))
+
+        uid = req.get("drop_uid")
+        if uid is not None:
+            os.setgroups([])
+            os.setgid(int(uid))
+            os.setuid(int(uid))
+            if os.getuid() == 0 or os.geteuid() == 0:
+                raise RuntimeError("privilege drop did not take effect")
+        os.chdir(workdir)
+        os.environ.clear()  # also unsetenv()s, so subprocesses inherit nothing either
+        os.environ.update(
+            {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
+        )
+        sys.argv = ["<sample>"]
+        import builtins
+        import types
+
+        module = types.ModuleType("__main__")
+        module.__dict__["__builtins__"] = builtins
+        # pickle and dataclasses look a class's module up in sys.modules: give them the sample.
+        sys.modules["__main__"] = module
+        code = req["code"]
+        exec_in_function = bool(req.get("exec_in_function"))
+        del req
+    except BaseException as exc:  # noqa: BLE001 - the setup itself failed: the sandbox is broken
+        try:
+            _write(RESULT_FD, f"{nonce} setup {type(exc).__name__}: {exc}"[:400].encode())
+        finally:
+            _exit(70)
+
+    try:
+        compiled = compile(code, "<sample>", "exec")
+        if exec_in_function:
+            # Upstream compatibility: ``exec(code)`` inside a function body binds top-level names
+            # in that function's locals dict, so functions that call a helper or themselves fail
+            # with NameError. Reproduced only behind an explicit switch.
+            exec(compiled, module.__dict__, {})
+        else:
+            exec(compiled, module.__dict__)
+        # A module is finished when the interpreter would exit: non-daemon threads are joined.
+        threading = sys.modules.get("threading")
+        if threading is not None:
+            for thread in threading.enumerate():
+                if thread is not threading.main_thread() and not thread.daemon:
+                    thread.join()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001 - a closed stream must not turn a pass into a crash
+                pass
+        _write(RESULT_FD, f"{nonce} ok".encode())
+        _exit(0)
+    except BaseException as exc:  # noqa: BLE001 - every way a sample can end is a verdict
+        reason = _exception_reason(exc)
+        try:
+            sys.stdout.flush()  # what the sample printed before failing helps debugging
+        except BaseException:  # noqa: BLE001
+            pass
+        try:
+            import traceback
+
+            tb = exc.__traceback__
+            tb = tb.tb_next if tb is not None else None  # drop the runner's own frame
+            traceback.print_exception(type(exc), exc, tb, limit=8)
+            sys.stderr.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+        try:
+            _write(RESULT_FD, f"{nonce} fail {reason}".encode())
+        finally:
+            _exit(1)
+    _exit(71)
+
+
+# ---------------------------------------------------------------------------------------------
+# The runner's side of one sample
+# ---------------------------------------------------------------------------------------------
+
+
+class _Tail:
+    """Keep the last ``keep`` bytes of a stream and count all of them."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.total = 0
+        self.buf = bytearray()
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        self.buf += data
+        if len(self.buf) > 2 * self.keep:
+            del self.buf[: len(self.buf) - self.keep]
+
+    def text(self) -> str:
+        return bytes(self.buf[-self.keep :]).decode("utf-8", "replace") if self.keep else ""
+
+
+def _set_subreaper() -> bool:
+    """Make orphaned descendants reparent to us (not to host init), so we can find and kill them."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _children(me: int) -> list[int]:
+    """Our direct children, from /proc (used only outside a private pid namespace)."""
+    found: list[int] = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 1 and int(fields[1]) == me:
+            found.append(int(entry))
+    return found
+
+
+def kill_everything(pid: int) -> None:
+    """Kill the sample's process group and every descendant that escaped it, then reap them all.
+
+    Inside a sandbox the runner is pid 1 of its own pid namespace, so ``kill(-1)`` reaches every
+    other process there (grandchildren that called setsid, fork bombs). Outside one it relies on
+    being a child subreaper and kills its children until none is left.
+    """
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    me = os.getpid()
+    give_up = time.monotonic() + 5.0
+    while True:
+        if me == 1:
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            while True:
+                reaped, _ = os.waitpid(-1, os.WNOHANG)
+                if reaped == 0:
+                    break
+        except ChildProcessError:
+            return  # no children left at all: nothing of the sample survives
+        if me != 1:
+            for child in _children(me):
+                for target in (lambda c: os.killpg(c, signal.SIGKILL), lambda c: os.kill(c, 9)):
+                    try:
+                        target(child)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+        if time.monotonic() > give_up:
+            return
+        time.sleep(0.001)
+
+
+def _wipe(path: str, keep_root: bool) -> None:
+    """Remove a directory tree without following symlinks; errors are ignored."""
+    import shutil
+
+    if keep_root:
+        try:
+            names = os.listdir(path)
+        except OSError:
+            return
+        for name in names:
+            full = os.path.join(path, name)
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(full)
+                except OSError:
+                    pass
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class Runner:
+    """State kept across samples: the SIGCHLD wake-up pipe and a counter for work dirs."""
+
+    def __init__(self) -> None:
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(self.wake_w)
+        self.count = 0
+        if os.getpid() != 1:
+            _set_subreaper()
+
+    def run(self, req: dict) -> dict:
+        """Execute one sample in a fresh child and return its verdict."""
+        start = time.monotonic()
+        self.count += 1
+        tmp_root = req.get("tmp_root") or "/tmp"
+        workdir = os.path.join(tmp_root, f"sample-{os.getpid()}-{self.count}")
+        tail_bytes = int(req.get("tail_bytes", 4096))
+        out, err = _Tail(tail_bytes), _Tail(tail_bytes)
+        try:
+            os.mkdir(workdir, 0o700)
+            if req.get("drop_uid") is not None:
+                os.chown(workdir, int(req["drop_uid"]), int(req["drop_uid"]))
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            res_r, res_w = os.pipe()
+        except OSError as exc:
+            return _verdict("error", f"setup:{type(exc).__name__}", start, out, err)
+
+        try:
+            pid = os.fork()
+        except OSError as exc:  # e.g. EAGAIN: report it and keep serving
+            for fd in (out_r, out_w, err_r, err_w, res_r, res_w):
+                os.close(fd)
+            _wipe(workdir, keep_root=False)
+            return _verdict("error", f"setup:{type(exc).__name__}", start, out, err)
+        if pid == 0:
+            try:
+                _child(req, out_w, err_w, res_w, workdir)
+            finally:
+                os._exit(72)
+
+        for fd in (out_w, err_w, res_w):
+            os.close(fd)
+        result = bytearray()
+        streams = {out_r: out, err_r: err}
+        for fd in (out_r, err_r, res_r):
+            os.set_blocking(fd, False)
+        poller = select.poll()
+        for fd in (out_r, err_r, res_r, self.wake_r):
+            poller.register(fd, select.POLLIN)
+        deadline = start + float(req["timeout"])
+        output_limit = int(req.get("output_limit", 4 * 1024 * 1024))
+        status_code: int | None = None
+        outcome = None  # "timeout" | "output_limit" | None (the child ended by itself)
+
+        def drain(fd: int) -> bool:
+            """Read what is there; False once the write side is closed."""
+            while True:
+                try:
+                    data = os.read(fd, _READ_CHUNK)
+                except BlockingIOError:
+                    return True
+                except OSError:
+                    return False
+                if not data:
+                    return False
+                if fd == res_r:
+                    if len(result) < 1024:
+                        result.extend(data[: 1024 - len(result)])
+                else:
+                    streams[fd].add(data)
+                    if out.total + err.total > output_limit:
+                        return True
+
+        open_fds = {out_r, err_r, res_r}
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                outcome = "timeout"
+                break
+            events = poller.poll(min(deadline - now, 0.5) * 1000)
+            for fd, _ in events:
+                if fd == self.wake_r:
+                    try:
+                        while os.read(self.wake_r, 512):
+                            pass
+                    except BlockingIOError:
+                        pass
+                elif fd in open_fds and not drain(fd):
+                    poller.unregister(fd)
+                    open_fds.discard(fd)
+            if out.total + err.total > output_limit:
+                outcome = "output_limit"
+                break
+            reaped, status = os.waitpid(pid, os.WNOHANG)
+            if reaped:
+                status_code = status
+                break
+
+        kill_everything(pid)
+        for fd in list(open_fds):
+            drain(fd)
+        for fd in (out_r, err_r, res_r):
+            os.close(fd)
+        if req.get("wipe_tmp"):
+            _wipe(tmp_root, keep_root=True)
+        else:
+            _wipe(workdir, keep_root=False)
+
+        if outcome == "timeout":
+            return _verdict("timeout", "timeout", start, out, err)
+        if outcome == "output_limit":
+            return _verdict("fail", "output_limit", start, out, err)
+        return _classify(str(req["nonce"]), bytes(result), status_code, start, out, err)
+
+
+def _classify(
+    nonce: str, result: bytes, status: int | None, start: float, out: _Tail, err: _Tail
+) -> dict:
+    """Turn the child's report and exit status into a verdict."""
+    text = result.decode("utf-8", "replace")
+    head, _, rest = text.partition(" ")
+    mine = head == nonce
+    kind, _, detail = rest.partition(" ")
+    if mine and kind == "ok" and status is not None and os.WIFEXITED(status):
+        if os.WEXITSTATUS(status) == 0:
+            return _verdict("pass", "ok", start, out, err)
+    if mine and kind == "setup":
+        return _verdict("error", "setup", start, out, err, detail=detail)
+    if mine and kind == "fail" and detail:
+        return _verdict("fail", detail[:80], start, out, err)
+    if status is not None and os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig == signal.SIGXCPU:
+            return _verdict("timeout", "timeout", start, out, err)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = str(sig)
+        return _verdict("fail", f"signal:{name}", start, out, err)
+    if status is not None and os.WIFEXITED(status):
+        code = os.WEXITSTATUS(status)
+        return _verdict("fail", "early_exit" if code == 0 else f"exit:{code}", start, out, err)
+    return _verdict("error", "unknown", start, out, err)
+
+
+def _verdict(
+    status: str, reason: str, start: float, out: _Tail, err: _Tail, detail: str = ""
+) -> dict:
+    return {
+        "status": status,
+        "reason": reason,
+        "seconds": round(time.monotonic() - start, 6),
+        "stdout_tail": out.text(),
+        "stderr_tail": (err.text() + detail)[-max(err.keep, len(detail)) :]
+        if detail
+        else err.text(),
+    }
+
+
+def main(argv: list[str]) -> int:
+    """Serve requests until the host closes our stdin. ``--preload=a,b`` overrides PRELOAD."""
+    names: tuple[str, ...] = PRELOAD
+    for arg in argv:
+        if arg.startswith("--preload="):
+            names = tuple(n for n in arg.split("=", 1)[1].split(",") if n)
+    preload(names)
+    runner = Runner()
+    send(1, {"ready": True, "pid": os.getpid(), "uid": os.getuid(), "python": sys.version})
+    while True:
+        req = receive(0)
+        if req is None:
+            return 0
+        try:
+            verdict = runner.run(req)
+        except Exception as exc:  # noqa: BLE001 - report, keep serving
+            verdict = {
+                "status": "error",
+                "reason": f"runner:{type(exc).__name__}",
+                "seconds": 0.0,
+                "stdout_tail": "",
+                "stderr_tail": str(exc)[:400],
+            }
+        send(1, verdict)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,504 @@
+"""The sandbox layer: samples run as one module, hostile samples are contained, nothing hangs.
+
+gVisor is the default backend and CI installs it (``apt-get install -y runsc bubblewrap``), so a
+missing ``runsc`` fails these tests with that instruction instead of skipping them silently.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from selfalign.sandbox import (
+    Sandbox,
+    SandboxPool,
+    SandboxUnavailable,
+    Verdict,
+    check_backend,
+)
+from selfalign.sandbox import backends as backends_mod
+
+HANG_S = 1.5  # wall limit for the samples that would run forever
+MARGIN_S = 6.0  # what a hostile case may take beyond its limit, start-up and cleanup included
+
+
+def _require(backend: str) -> None:
+    try:
+        check_backend(backend)
+    except SandboxUnavailable as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="module")
+def gvisor() -> Iterator[Sandbox]:
+    """One long-lived gVisor sandbox shared by the sequential tests (it heals itself)."""
+    _require("gvisor")
+    with Sandbox("gvisor", timeout_s=4.0) as sb:
+        yield sb
+
+
+@pytest.fixture
+def host_secret() -> Iterator[tuple[Path, str]]:
+    """A secret file in the host's home (``/root`` here), readable only by its owner."""
+    token = secrets.token_hex(16)
+    path = Path.home() / ".ssh-selfalign-test-secret"
+    path.write_text(f"-----BEGIN FAKE KEY----- {token}\n")
+    path.chmod(0o600)
+    try:
+        yield path, token
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _parents() -> dict[int, int]:
+    """pid -> parent pid for every live (non-zombie) host process."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+            if state != "Z":  # dead, waiting for the host's init to reap it
+                parents[int(entry)] = int(ppid)
+    return parents
+
+
+def _descendants(root: int, parents: dict[int, int]) -> set[int]:
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
+        found |= frontier
+    return found
+
+
+def _strays(*sandboxes: Sandbox) -> set[int]:
+    """Host processes this test process started that are not inside a live sandbox's tree.
+
+    (gVisor's ptrace platform keeps stopped stub processes under its sandbox process; they are
+    the sandbox's, and die with it.)
+    """
+    parents = _parents()
+    ours = _descendants(os.getpid(), parents)
+    for sb in sandboxes:
+        if sb.host_pid is not None:
+            ours -= {sb.host_pid} | _descendants(sb.host_pid, parents)
+    return ours
+
+
+def _timed(sb: Sandbox, code: str, timeout_s: float = HANG_S) -> tuple[Verdict, float]:
+    start = time.monotonic()
+    verdict = sb.run(code, timeout_s=timeout_s)
+    return verdict, time.monotonic() - start
+
+
+RECURSIVE = """
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+def helper(xs):
+    return [fib(x) for x in xs]
+
+from dataclasses import dataclass
+
+@dataclass
+class Point:
+    x: int
+
+assert helper([0, 1, 10]) == [0, 1, 55]
+assert Point(3).x == 3
+print("done")
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Positive cases and semantics
+# ---------------------------------------------------------------------------------------------
+
+
+def test_recursion_and_helpers_pass_as_one_module(gvisor: Sandbox) -> None:
+    verdict = gvisor.run(RECURSIVE)
+    assert verdict.status == "pass", verdict
+    assert verdict.reason == "ok"
+    assert verdict.stdout_tail == "done\n"
+    assert verdict.seconds > 0
+
+
+def test_failing_assert_fails_with_reason_assertion(gvisor: Sandbox) -> None:
+    verdict = gvisor.run("def f(x):\n    return x + 1\nassert f(1) == 3\n")
+    assert (verdict.status, verdict.reason) == ("fail", "assertion")
+    assert "AssertionError" in verdict.stderr_tail
+    assert "runner.py" not in verdict.stderr_tail  # the runner's frames are not the sample's
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("x = undefined_name", "exception:NameError"),
+        ("def broken(:\n    pass", "exception:SyntaxError"),
+        ("import sys\nsys.exit(3)", "exit:3"),
+        ("import sys\nsys.exit(0)\nassert False", "exit:0"),
+    ],
+)
+def test_other_failures_have_countable_reasons(gvisor: Sandbox, code: str, reason: str) -> None:
+    verdict = gvisor.run(code)
+    assert (verdict.status, verdict.reason) == ("fail", reason)
+
+
+def test_upstream_exec_in_function_switch_reproduces_upstream() -> None:
+    _require("gvisor")
+    with Sandbox("gvisor", upstream_exec_in_function=True) as sb:
+        verdict = sb.run(RECURSIVE)
+        assert (verdict.status, verdict.reason) == ("fail", "exception:NameError")
+        assert sb.run("assert sum([1, 2]) == 3").status == "pass"
+
+
+def test_sequential_samples_do_not_see_each_others_files(gvisor: Sandbox) -> None:
+    first = gvisor.run(
+        "import os\nopen('leftover.txt', 'w').write('x')\nprint(os.path.abspath('leftover.txt'))"
+    )
+    assert first.status == "pass", first
+    leftover = first.stdout_tail.strip()
+    second = gvisor.run(
+        "import os\n"
+        f"assert not os.path.exists({leftover!r})\n"
+        "assert os.listdir('/tmp') == [os.path.basename(os.getcwd())], os.listdir('/tmp')\n"
+        "assert os.listdir('.') == []\n"
+    )
+    assert second.status == "pass", second
+
+
+def test_sample_environment_is_scrubbed(gvisor: Sandbox) -> None:
+    verdict = gvisor.run(
+        "import os\n"
+        "assert os.getuid() == 65534 and os.geteuid() == 65534\n"
+        "assert sorted(os.environ) == ['HOME', 'LANG', 'PATH', 'TMPDIR'], dict(os.environ)\n"
+        "assert os.getcwd() == os.environ['HOME']\n"
+    )
+    assert verdict.status == "pass", verdict
+
+
+# ---------------------------------------------------------------------------------------------
+# The hostile suite: a failing verdict, the host untouched, back within the limit
+# ---------------------------------------------------------------------------------------------
+
+HOSTILE = {
+    "infinite_loop": ("while True:\n    pass\n", {"timeout"}),
+    "ignore_sigterm": (
+        "import signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "while True:\n    time.sleep(1)\n",
+        {"timeout"},
+    ),
+    "endless_thread": (
+        "import threading\n"
+        "def spin():\n    while True:\n        pass\n"
+        "threading.Thread(target=spin).start()\n"
+        "assert True\n",
+        {"timeout"},
+    ),
+    "fork_bomb": (
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+        {"timeout", "fail"},
+    ),
+    "memory_bomb": ("x = bytearray(4 * 1024 ** 3)\nassert len(x)\n", {"fail"}),
+    "gigabyte_stdout": (
+        "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.write(chunk)\n",
+        {"fail"},
+    ),
+    "segfault": ("import ctypes\nctypes.string_at(0)\n", {"fail"}),
+    "exit_before_tests": ("import os\nos._exit(0)\nassert 1 == 2\n", {"fail"}),
+    "kill_parent": ("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n", {"fail"}),
+}
+EXPECTED_REASON = {
+    "memory_bomb": "memory",
+    "gigabyte_stdout": "output_limit",
+    "segfault": "signal:SIGSEGV",
+    "exit_before_tests": "early_exit",
+    "infinite_loop": "timeout",
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_sample_is_contained(gvisor: Sandbox, case: str) -> None:
+    code, statuses = HOSTILE[case]
+    verdict, elapsed = _timed(gvisor, code)
+    assert verdict.status in statuses, verdict
+    assert verdict.status != "pass"
+    if case in EXPECTED_REASON:
+        assert verdict.reason == EXPECTED_REASON[case], verdict
+    assert elapsed < HANG_S + MARGIN_S, f"{case} took {elapsed:.1f}s"
+    assert len(verdict.stdout_tail) <= 4096 and len(verdict.stderr_tail) <= 4096
+    # Nothing of the sample lives on: not on the host, not inside the sandbox.
+    assert not _strays(gvisor)
+    alone = gvisor.run(
+        "import os\npids = [p for p in os.listdir('/proc') if p.isdigit()]\n"
+        "assert len(pids) == 2, pids  # the runner and this sample\n"
+    )
+    assert alone.status == "pass", (case, alone)
+
+
+@pytest.mark.timeout(90)
+def test_memory_bomb_spread_over_processes_is_contained(gvisor: Sandbox) -> None:
+    # RLIMIT_AS bounds each process; the sandbox-wide memory cap bounds the sum.
+    code = (
+        "import os, time\n"
+        "for _ in range(6):\n"
+        "    if os.fork() == 0:\n"
+        "        block = b'x' * (900 * 1024 * 1024)\n"
+        "        time.sleep(30)\n"
+        "time.sleep(30)\n"
+    )
+    verdict, elapsed = _timed(gvisor, code, timeout_s=10)
+    assert verdict.status in {"error", "timeout", "fail"}, verdict
+    assert elapsed < 10 + MARGIN_S
+    assert gvisor.run("assert True").status == "pass"
+
+
+@pytest.mark.timeout(60)
+def test_nothing_outlives_a_closed_sandbox() -> None:
+    _require("gvisor")
+    with Sandbox("gvisor") as sb:
+        state_dir = sb.backend.state_dir  # type: ignore[attr-defined]
+        bomb, _ = _timed(sb, HOSTILE["fork_bomb"][0])
+        assert bomb.status != "pass"
+        assert sb.host_pid is not None
+        tree = {sb.host_pid} | _descendants(sb.host_pid, _parents())
+        assert len(tree) > 2
+    assert not tree & set(_parents()), "sandbox processes survived close()"
+    assert not _pids_mentioning(state_dir)
+    assert not os.path.exists(state_dir)
+
+
+def test_grandchildren_that_escape_the_group_do_not_survive(gvisor: Sandbox) -> None:
+    leaver = gvisor.run(
+        "import os, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    time.sleep(60)\n"
+        "    os._exit(0)\n"
+        "assert True\n"
+    )
+    assert leaver.status == "pass", leaver
+    alone = gvisor.run(
+        "import os\npids = [p for p in os.listdir('/proc') if p.isdigit()]\nassert len(pids) == 2, pids\n"
+    )
+    assert alone.status == "pass", alone
+
+
+def test_network_is_unreachable_including_host_localhost(gvisor: Sandbox) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    try:
+        for host, target_port in (("1.1.1.1", 53), ("127.0.0.1", port)):
+            verdict, elapsed = _timed(
+                gvisor,
+                "import socket\n"
+                f"s = socket.create_connection(({host!r}, {target_port}), timeout=1)\n"
+                "s.sendall(b'escaped')\n",
+                timeout_s=3,
+            )
+            assert verdict.status != "pass", (host, verdict)
+            assert elapsed < 3 + MARGIN_S
+        listener.settimeout(0.2)
+        with pytest.raises(socket.timeout):
+            listener.accept()
+    finally:
+        listener.close()
+
+
+def test_writes_outside_the_sample_dir_do_not_reach_the_host(gvisor: Sandbox, repo: Path) -> None:
+    nonce = secrets.token_hex(8)
+    targets = [
+        f"/tmp/selfalign-escape-{nonce}",
+        str(Path.home() / f"selfalign-escape-{nonce}"),
+        str(repo / f"selfalign-escape-{nonce}"),
+    ]
+    for target in targets:
+        verdict = gvisor.run(
+            f"open({target!r}, 'w').write('escaped')\nassert open({target!r}).read() == 'escaped'\n"
+        )
+        assert verdict.status == "fail", (target, verdict)
+        assert not os.path.exists(target), target
+
+
+def test_host_home_and_environment_secrets_are_unreadable(
+    gvisor: Sandbox, host_secret: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, token = host_secret
+    monkeypatch.setenv("SELFALIGN_SECRET", token)
+    _require("gvisor")
+    # A sandbox started after the secret is in the host environment.
+    with Sandbox("gvisor") as fresh:
+        attempts = {
+            "home_file": f"data = open({str(path)!r}).read()\nprint(data)\nassert {token!r} in data\n",
+            "ssh_key": "import os\nprint(open('/root/.ssh/id_rsa').read())\n",
+            "listdir_home": "import os\nprint(os.listdir('/root'))\nassert '.ssh' in os.listdir('/root')\n",
+            "env": f"import os\nassert os.environ.get('SELFALIGN_SECRET') == {token!r}\n",
+            "proc_environ": (
+                "import os\nfound = False\n"
+                "for pid in os.listdir('/proc'):\n"
+                "    try:\n"
+                "        found |= b'SELFALIGN_SECRET' in open(f'/proc/{pid}/environ', 'rb').read()\n"
+                "    except OSError:\n"
+                "        pass\n"
+                "assert found\n"
+            ),
+        }
+        for name, code in attempts.items():
+            verdict = fresh.run(code)
+            assert verdict.status == "fail", (name, verdict)
+            assert token not in verdict.stdout_tail + verdict.stderr_tail, name
+
+
+@pytest.mark.timeout(120)
+def test_wedged_sandbox_is_replaced_by_the_watchdog() -> None:
+    _require("gvisor")
+    with Sandbox("gvisor", watchdog_margin_s=2.0) as sb:
+        state_dir = sb.backend.state_dir  # type: ignore[attr-defined]
+        frozen = _pids_mentioning(state_dir)
+        assert frozen
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        verdict, elapsed = _timed(sb, "assert True", timeout_s=1.0)
+        assert (verdict.status, verdict.reason) == ("timeout", "watchdog")
+        assert elapsed < 1.0 + 2.0 + MARGIN_S
+        assert not _pids_mentioning(state_dir), "the wedged sandbox was not killed"
+        assert sb.run("assert 1 + 1 == 2").status == "pass"
+        assert sb.restarts == 1
+
+
+def _pids_mentioning(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in cmdline and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Pool, other backends, availability
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_pool_returns_verdicts_in_input_order_and_recovers() -> None:
+    _require("gvisor")
+    codes = []
+    for i in range(12):
+        if i == 4:
+            codes.append("while True:\n    pass\n")
+        elif i % 3 == 2:
+            codes.append(f"print({i})\nassert False\n")
+        else:
+            codes.append(f"import time\ntime.sleep({(12 - i) * 0.01})\nprint({i})\n")
+    with SandboxPool(3, "gvisor", timeout_s=HANG_S) as pool:  # more workers than cores
+        verdicts = pool.run_many(codes)
+    assert len(verdicts) == len(codes)
+    for i, verdict in enumerate(verdicts):
+        if i == 4:
+            assert verdict.status == "timeout"
+            continue
+        assert verdict.stdout_tail.strip() == str(i), (i, verdict)
+        assert verdict.status == ("fail" if i % 3 == 2 else "pass"), (i, verdict)
+
+
+@pytest.mark.timeout(120)
+def test_pool_throughput_on_trivial_samples() -> None:
+    _require("gvisor")
+    code = "def f(n):\n    return 1 if n < 2 else n * f(n - 1)\nassert f(10) == 3628800\n"
+    with SandboxPool(2, "gvisor") as pool:
+        pool.run_many([code] * 4)  # warm
+        start = time.monotonic()
+        verdicts = pool.run_many([code] * 50)
+        rate = 50 / (time.monotonic() - start)
+    print(f"\ngvisor, 2 workers: {rate:.1f} samples/s on 50 trivial passing samples")
+    assert all(v.status == "pass" for v in verdicts)
+    assert rate > 10  # a floor that catches a per-sample sandbox start, not a benchmark
+
+
+def test_bubblewrap_backend_contains_the_basics(host_secret: tuple[Path, str]) -> None:
+    _require("bubblewrap")
+    path, token = host_secret
+    nonce = secrets.token_hex(8)
+    with Sandbox("bubblewrap") as sb:
+        assert sb.run(RECURSIVE).status == "pass"
+        assert sb.run("assert 1 == 2").reason == "assertion"
+        assert sb.run(f"assert {token!r} in open({str(path)!r}).read()").status == "fail"
+        assert (
+            sb.run("import socket\nsocket.create_connection(('1.1.1.1', 53), timeout=1)").status
+            == "fail"
+        )
+        sb.run(f"open('/tmp/selfalign-escape-{nonce}', 'w').write('x')")
+        assert not os.path.exists(f"/tmp/selfalign-escape-{nonce}")
+        assert sb.run("import os\nos._exit(0)\nassert False").reason == "early_exit"
+        assert sb.run("while True:\n    pass", timeout_s=1.0).status == "timeout"
+
+
+def test_unsandboxed_backend_needs_explicit_opt_in_and_warns() -> None:
+    with pytest.raises(ValueError, match="allow_unsandboxed"):
+        Sandbox("none")
+    with pytest.warns(RuntimeWarning, match="UNSANDBOXED"):
+        sb = Sandbox("none", allow_unsandboxed=True)
+    with sb:
+        assert sb.run(RECURSIVE).status == "pass"
+        assert sb.run("import os\nos._exit(0)\nassert False").reason == "early_exit"
+
+
+@pytest.mark.timeout(60)
+def test_killed_runner_is_replaced_and_the_next_sample_runs() -> None:
+    # Outside gVisor the sample shares the runner's uid, so it really can kill its parent.
+    with pytest.warns(RuntimeWarning):
+        sb = Sandbox("none", allow_unsandboxed=True, watchdog_margin_s=2.0)
+    with sb:
+        verdict, elapsed = _timed(sb, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n")
+        assert (verdict.status, verdict.reason) == ("error", "sandbox_died")
+        assert elapsed < MARGIN_S
+        assert sb.run("assert 2 + 2 == 4").status == "pass"
+        assert sb.restarts == 1
+        stopped, elapsed = _timed(
+            sb,
+            "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\nwhile True:\n    pass\n",
+            timeout_s=1.0,
+        )
+        assert (stopped.status, stopped.reason) == ("timeout", "watchdog")
+        assert elapsed < 1.0 + 2.0 + MARGIN_S
+        assert sb.run("assert True").status == "pass"
+        assert sb.restarts == 2
+
+
+def test_missing_tool_names_the_apt_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backends_mod.shutil, "which", lambda *a, **k: None)
+    with pytest.raises(SandboxUnavailable, match="apt-get install -y runsc"):
+        Sandbox("gvisor")
+    with pytest.raises(SandboxUnavailable, match="apt-get install -y bubblewrap"):
+        check_backend("bubblewrap")
+    with pytest.raises(ValueError, match="unknown sandbox backend"):
+        check_backend("docker-ish")
+
+
+def test_verdict_is_frozen_and_round_trips() -> None:
+    verdict = Verdict("fail", "assertion", 0.5, "out", "err")
+    with pytest.raises(AttributeError):
+        verdict.status = "pass"  # type: ignore[misc]
+    assert Verdict.from_dict(verdict.to_dict()) == verdict
+    assert Verdict.from_dict({"status": "weird"}).status == "error"
