@@ -50,9 +50,10 @@ wildcard_constraints:
 include: "rules/common.smk"
 include: "rules/seeds.smk"
 include: "rules/generation.smk"
+include: "rules/execution.smk"
 
 
 rule all:
     default_target: True
     input:
-        f"{RESULTS}/responses.jsonl",
+        f"{RESULTS}/executed.jsonl",

@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 SEED_ARTIFACTS = ("raw.jsonl", "dedup.jsonl", "dedup.duplicates.jsonl", "quality.jsonl", "filtered.jsonl")
 MODEL_FILES = ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json")
 GENERATED = ("seeds/judged.jsonl", "concepts.jsonl", "instructions.jsonl", "responses.jsonl")
+EXECUTED = "executed.jsonl"
 PROFILE = ["--profile", "profiles/tiny"]
 
 
@@ -25,7 +26,7 @@ def _artifacts(workdir: Path) -> dict[str, bytes]:
     results = workdir / "results" / "tiny"
     found = {f"seeds/{name}": (results / "seeds" / name).read_bytes() for name in SEED_ARTIFACTS}
     found.update({f"model/base/{name}": (results / "model" / "base" / name).read_bytes() for name in MODEL_FILES})
-    found.update({name: (results / name).read_bytes() for name in GENERATED})
+    found.update({name: (results / name).read_bytes() for name in (*GENERATED, EXECUTED)})
     return found
 
 
@@ -90,6 +91,23 @@ def test_tiny_chain_generates_through_responses(clean_run: Path) -> None:
     assert metas["responses.jsonl"]["stats"]["samples"] == 10 * metas["responses.jsonl"]["stats"]["requests"]
     model_meta = json.loads((results / "model" / "base.meta.json").read_text())
     assert model_meta["stats"]["steps"] > 0 and model_meta["sha256"]
+
+
+def test_tiny_chain_executes_every_kept_sample_in_the_sandbox(clean_run: Path) -> None:
+    results = clean_run / "results" / "tiny"
+    responses = _records(results / "responses.jsonl")
+    meta = json.loads((results / f"{EXECUTED}.meta.json").read_text())
+    samples = sum(len(r["responses"]) for r in responses)
+    counts = meta["counts"]
+    # Counted in samples: every kept response sample was run (or had no code), none vanished.
+    assert counts["in"] == samples
+    assert counts["in"] == counts["out"] + sum(meta["drops"].values())
+    assert meta["stats"]["backend"] == "gvisor"
+    executed = _records(results / EXECUTED)
+    assert len(executed) == counts["out"]
+    sources = {r["id"] for r in responses}
+    for record in executed:
+        assert record["source_id"] in sources and record["execution"]["status"] == "pass"
 
 
 def test_second_run_is_byte_identical(clean_run: Path, tmp_path: Path) -> None:

@@ -92,7 +92,27 @@ def _strays(*sandboxes: Sandbox) -> set[int]:
     for sb in sandboxes:
         if sb.host_pid is not None:
             ours -= {sb.host_pid} | _descendants(sb.host_pid, parents)
-    return ours
+    # multiprocessing's own helpers, started by earlier tests' process pools, live on by design.
+    return {pid for pid in ours if not _is_multiprocessing_helper(pid)}
+
+
+def _is_multiprocessing_helper(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"multiprocessing.resource_tracker" in cmdline or b"multiprocessing.forkserver" in cmdline
+
+
+def _describe(pids: set[int]) -> str:
+    """The command lines of ``pids``, for a failure message that says what was left behind."""
+    found = []
+    for pid in sorted(pids):
+        try:
+            found.append(f"{pid}: {Path(f'/proc/{pid}/cmdline').read_bytes().replace(bytes(1), b' ').decode()}")
+        except OSError:
+            found.append(f"{pid}: (gone)")
+    return "; ".join(found)
 
 
 def _timed(sb: Sandbox, code: str, timeout_s: float = HANG_S) -> tuple[Verdict, float]:
@@ -240,7 +260,8 @@ def test_hostile_sample_is_contained(gvisor: Sandbox, case: str) -> None:
     assert elapsed < HANG_S + MARGIN_S, f"{case} took {elapsed:.1f}s"
     assert len(verdict.stdout_tail) <= 4096 and len(verdict.stderr_tail) <= 4096
     # Nothing of the sample lives on: not on the host, not inside the sandbox.
-    assert not _strays(gvisor)
+    strays = _strays(gvisor)
+    assert not strays, _describe(strays)
     alone = gvisor.run(
         "import os\npids = [p for p in os.listdir('/proc') if p.isdigit()]\n"
         "assert len(pids) == 2, pids  # the runner and this sample\n"

@@ -37,6 +37,7 @@ def test_paper_dry_run_lists_seed_jobs_fast(workdir: Path) -> None:
         assert counts[f"generate_{stage}_shard"] == n
         assert counts[f"generate_{stage}"] == 1
     assert "tiny_model" not in counts
+    assert counts["execute_shard"] == 8 and counts["execute"] == 1
     assert elapsed < 10, f"paper dry run took {elapsed:.1f}s"
 
 

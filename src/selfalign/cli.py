@@ -146,53 +146,48 @@ def cmd_dedup(args: argparse.Namespace) -> None:
     _finish(Path(args.out), stats, stage="seeds.dedup", inputs=[args.input], params=params, started=started)
 
 
-def cmd_quality(args: argparse.Namespace) -> None:
-    from .seeds.quality import QualityParams, run_quality
-
+def _sharded_stage(
+    args: argparse.Namespace,
+    stage: str,
+    run: Callable[..., StageStats],
+    params_cls: Any,
+    extra: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> None:
+    """A record-sharded stage: ``run(input, out, params, shard=, num_shards=, ...)``, then its
+    sidecar with the shard in it."""
     started = time.time()
     params = parse_params(args.params)
-    stats = run_quality(
+    stats = run(
         args.input,
         args.out,
-        QualityParams.from_dict(params),
+        params_cls.from_dict(params),
         shard=args.shard,
         num_shards=args.num_shards,
-        workers=args.workers,
         show_progress=not args.no_progress,
+        **kwargs,
     )
     _finish(
         Path(args.out),
         stats,
-        stage="seeds.quality",
+        stage=stage,
         inputs=[args.input],
         params=params,
         started=started,
-        extra={"shard": args.shard, "num_shards": args.num_shards},
+        extra={"shard": args.shard, "num_shards": args.num_shards, **(extra or {})},
     )
+
+
+def cmd_quality(args: argparse.Namespace) -> None:
+    from .seeds.quality import QualityParams, run_quality
+
+    _sharded_stage(args, "seeds.quality", run_quality, QualityParams, workers=args.workers)
 
 
 def cmd_filter(args: argparse.Namespace) -> None:
     from .seeds.filter import FilterParams, run_filter
 
-    started = time.time()
-    params = parse_params(args.params)
-    stats = run_filter(
-        args.input,
-        args.out,
-        FilterParams.from_dict(params),
-        shard=args.shard,
-        num_shards=args.num_shards,
-        show_progress=not args.no_progress,
-    )
-    _finish(
-        Path(args.out),
-        stats,
-        stage="seeds.filter",
-        inputs=[args.input],
-        params=params,
-        started=started,
-        extra={"shard": args.shard, "num_shards": args.num_shards},
-    )
+    _sharded_stage(args, "seeds.filter", run_filter, FilterParams)
 
 
 def cmd_import(args: argparse.Namespace) -> None:
@@ -271,6 +266,12 @@ def cmd_generate(args: argparse.Namespace) -> None:
         started=started,
         extra={"shard": args.shard, "num_shards": args.num_shards},
     )
+
+
+def cmd_execute(args: argparse.Namespace) -> None:
+    from .execution import ExecutionParams, run_execution
+
+    _sharded_stage(args, "execute", run_execution, ExecutionParams, extra={"counted": "samples"})
 
 
 def cmd_model_texts(args: argparse.Namespace) -> None:
@@ -398,6 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--base-url", default=None, help="use this running server instead of starting one")
         _add_common(p, shards=True)
         p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("execute", help="run each response's code and tests in the sandbox; keep passing samples")
+    p.add_argument("--input", required=True, help="responses.jsonl (or upstream I->R records)")
+    p.add_argument("--out", required=True)
+    _add_common(p, shards=True)
+    p.set_defaults(func=cmd_execute)
 
     p = sub.add_parser("model-texts", help="write the prompt layouts the tiny model is trained on")
     p.add_argument("--out-dir", required=True)

@@ -1,0 +1,281 @@
+"""The execution filter: run each response's code and its self-written tests in a sandbox.
+
+For every sample of every record: take the ```` ```python ```` blocks that parse (upstream's
+``extract_code``: the same pattern, uncompilable blocks left out, the rest joined with a
+newline), run them as one module in :mod:`selfalign.sandbox` (gVisor by default), and keep the
+samples that pass, one output record each. A sample passes only when the whole module ran to
+its end; see :class:`selfalign.sandbox.Verdict`.
+
+Input records may be our ``responses.jsonl`` (``responses``: a list of ``{sample, response}``),
+upstream's I->R output (``parsing_result``: a list of ``{response}``), or records with a single
+``response`` (e.g. the published ``exec-filter`` sets, to re-check them). Output records keep
+every field of their input record except the list of responses, and add ``response``,
+``sample``, ``source_id`` (the input record's id), ``id`` (``<source_id>/<sample>``) and
+``execution`` (status, reason and the time limit). Measured run times vary from run to run,
+so they go to the sidecar (total, max, by status), not into the records, which stay
+byte-identical on rerun.
+
+Upstream ran each sample with ``exec`` inside a function body, which rejects correct solutions
+whose top-level functions call each other or themselves (their names land in the function's
+locals, invisible to the functions). ``upstream_exec_in_function: true`` reproduces that for
+comparisons; it is off by default.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import os
+import re
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .config import reject_unknown
+from .records import (
+    JsonObj,
+    RecordError,
+    ResumableOutput,
+    UnitResult,
+    count_lines,
+    fingerprint,
+    iter_jsonl,
+    sha256_file,
+)
+from .stage import StageStats, progress_bar, shard_bounds
+
+log = logging.getLogger(__name__)
+
+#: Bump when how verdicts become records changes: stale resumable parts are dropped.
+EXECUTION_VERSION = 1
+
+#: Upstream's ``extract_code`` pattern: a fence that opens a line, up to the next fence line.
+CODE_BLOCK = re.compile(r"^```python\s*\n(.*?)(?=^```)", re.DOTALL | re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class ExecutionParams:
+    """How samples are run; ``backend`` none needs ``allow_unsandboxed: true`` and warns."""
+
+    backend: str = "gvisor"
+    timeout_s: float = 4.0
+    memory_mb: int = 1024
+    workers: int = 2
+    allow_unsandboxed: bool = False
+    upstream_exec_in_function: bool = False
+    records_per_unit: int = 256
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExecutionParams:
+        reject_unknown(cls, data, "execution")
+        made = cls(**dict(data))
+        if made.backend not in ("gvisor", "bubblewrap", "none"):
+            raise ValueError(
+                f"execution.backend must be gvisor, bubblewrap or none, got {made.backend!r}"
+            )
+        if made.backend == "none" and not made.allow_unsandboxed:
+            raise ValueError(
+                "execution.backend none runs generated code unsandboxed on this machine: "
+                "set execution.allow_unsandboxed: true to accept that"
+            )
+        for name in ("workers", "records_per_unit", "memory_mb"):
+            if getattr(made, name) < 1:
+                raise ValueError(f"execution.{name} must be >= 1")
+        if made.timeout_s <= 0:
+            raise ValueError("execution.timeout_s must be > 0")
+        return made
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def compilable(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):  # ValueError: source with NUL bytes
+        return False
+    return True
+
+
+def extract_code(response: str) -> str:
+    """The response's ```` ```python ```` blocks that parse, joined with newlines ('' if none)."""
+    return "\n".join(block for block in CODE_BLOCK.findall(response) if compilable(block))
+
+
+def samples_of(record: JsonObj, path: Path, line: int) -> list[tuple[int, str]]:
+    """``(sample index, response text)`` of a record in any of the accepted shapes."""
+    if "responses" in record:
+        items, key = record["responses"], "responses"
+    elif "parsing_result" in record:
+        items, key = record["parsing_result"], "parsing_result"
+    elif "response" in record:
+        if not isinstance(record["response"], str):
+            raise RecordError(path, line, "field 'response' must be a string", "response")
+        return [(0, record["response"])]
+    else:
+        raise RecordError(
+            path, line, "no 'responses', 'parsing_result' or 'response' field", "responses"
+        )
+    if not isinstance(items, list):
+        raise RecordError(path, line, f"field {key!r} must be a list", key)
+    found = []
+    for position, item in enumerate(items):
+        if not isinstance(item, Mapping) or not isinstance(item.get("response"), str):
+            raise RecordError(path, line, f"{key}[{position}] needs a string 'response'", key)
+        sample = item.get("sample", position)
+        if isinstance(sample, bool) or not isinstance(sample, int):
+            raise RecordError(path, line, f"{key}[{position}].sample must be an integer", key)
+        found.append((sample, item["response"]))
+    return found
+
+
+@dataclass
+class _Task:
+    record: JsonObj
+    sample: int
+    response: str
+    code: str
+
+
+def _unit_tasks(records: list[tuple[int, JsonObj]], path: Path, stats: StageStats) -> list[_Task]:
+    tasks = []
+    for line, record in records:
+        if not isinstance(record.get("id"), str):
+            raise RecordError(path, line, "field 'id' must be a string", "id")
+        for sample, response in samples_of(record, path, line):
+            stats.n_in += 1
+            code = extract_code(response)
+            if not code:
+                stats.drop("no_code")
+                continue
+            tasks.append(_Task(record, sample, response, code))
+    return tasks
+
+
+def _output_record(task: _Task, status: str, reason: str, params: ExecutionParams) -> JsonObj:
+    base = {
+        k: v for k, v in task.record.items() if k not in ("responses", "parsing_result", "response")
+    }
+    return {
+        **base,
+        "id": f"{task.record['id']}/{task.sample}",
+        "source_id": task.record["id"],
+        "sample": task.sample,
+        "response": task.response,
+        "execution": {"status": status, "reason": reason, "time_limit_s": params.timeout_s},
+    }
+
+
+def _shard_units(
+    path: Path, lo: int, hi: int, per_unit: int
+) -> Iterator[list[tuple[int, JsonObj]]]:
+    unit: list[tuple[int, JsonObj]] = []
+    for index, (line, record) in enumerate(iter_jsonl(path)):
+        if index >= hi:
+            break
+        if index < lo:
+            continue
+        unit.append((line, record))
+        if len(unit) == per_unit:
+            yield unit
+            unit = []
+    if unit:
+        yield unit
+
+
+def run_execution(
+    input_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    params: ExecutionParams,
+    *,
+    shard: int = 0,
+    num_shards: int = 1,
+    show_progress: bool = True,
+) -> StageStats:
+    """Execute one shard's samples and write the passing ones; returns counts for the sidecar.
+
+    Counts are of samples: ``n_in`` every sample read, ``n_out`` those that passed, drops by
+    reason (``no_code``, ``fail:<reason>``, ``timeout``, ``error:<reason>``). Resumable in
+    units of ``records_per_unit`` input records.
+    """
+    from .sandbox import SandboxPool
+
+    path = Path(input_path)
+    total = count_lines(path)
+    lo, hi = shard_bounds(total, shard, num_shards)
+    per_unit = params.records_per_unit
+    n_units = -(-(hi - lo) // per_unit)
+    resumable = ResumableOutput(
+        output,
+        fingerprint(
+            {
+                "stage": "execute",
+                "version": EXECUTION_VERSION,
+                "input_sha256": sha256_file(path),
+                "shard": [shard, num_shards, lo, hi],
+                "params": {k: v for k, v in params.to_dict().items() if k != "workers"},
+            }
+        ),
+    )
+    done = resumable.done_units()
+    if done:
+        log.info("%s: resuming, %d of %d unit(s) already done", output, len(done), n_units)
+    sandbox_kwargs: dict[str, Any] = {
+        "timeout_s": params.timeout_s,
+        "memory_bytes": params.memory_mb << 20,
+        "upstream_exec_in_function": params.upstream_exec_in_function,
+    }
+    if params.backend == "none":
+        sandbox_kwargs["allow_unsandboxed"] = True
+    bar = progress_bar(
+        desc=f"execute {shard:04d}", total=hi - lo, unit="rec", initial=0, enabled=show_progress
+    )
+    pool: SandboxPool | None = None
+    try:
+        for unit, records in enumerate(_shard_units(path, lo, hi, per_unit)):
+            if unit in done:
+                bar.update(len(records))
+                continue
+            if pool is None:
+                pool = SandboxPool(params.workers, params.backend, **sandbox_kwargs).__enter__()
+            stats = StageStats()
+            tasks = _unit_tasks(records, path, stats)
+            verdicts = pool.run_many([t.code for t in tasks], timeout_s=params.timeout_s)
+            kept: list[JsonObj] = []
+            seconds: Counter[str] = Counter()
+            for task, verdict in zip(tasks, verdicts, strict=True):
+                seconds[verdict.status] += verdict.seconds
+                if verdict.status == "pass":
+                    kept.append(_output_record(task, verdict.status, verdict.reason, params))
+                    stats.n_out += 1
+                elif verdict.status == "timeout":
+                    stats.drop("timeout")
+                else:
+                    stats.drop(f"{verdict.status}:{verdict.reason}")
+            stats.extra = {
+                "seconds_by_status": {k: round(v, 3) for k, v in sorted(seconds.items())},
+                "records": len(records),
+            }
+            resumable.write_unit(unit, UnitResult(kept, stats.to_json()))
+            bar.update(len(records))
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.__exit__(None, None, None)
+    result = StageStats()
+    for summary in resumable.finalize(n_units):
+        unit_stats = StageStats.from_json(summary)
+        result.merge(unit_stats)
+        for key, value in unit_stats.extra.get("seconds_by_status", {}).items():
+            result.extra.setdefault("seconds_by_status", {})
+            result.extra["seconds_by_status"][key] = round(
+                result.extra["seconds_by_status"].get(key, 0.0) + value, 3
+            )
+        result.extra["records"] = result.extra.get("records", 0) + unit_stats.extra.get(
+            "records", 0
+        )
+    result.extra["backend"] = params.backend
+    result.check_balance()
+    return result
