@@ -51,9 +51,12 @@ include: "rules/common.smk"
 include: "rules/seeds.smk"
 include: "rules/generation.smk"
 include: "rules/execution.smk"
+include: "rules/curation.smk"
 
 
 rule all:
     default_target: True
     input:
-        f"{RESULTS}/executed.jsonl",
+        f"{RESULTS}/sft.jsonl",
+        f"{RESULTS}/sft.parquet",
+        f"{RESULTS}/README.md",

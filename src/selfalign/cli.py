@@ -274,6 +274,58 @@ def cmd_execute(args: argparse.Namespace) -> None:
     _sharded_stage(args, "execute", run_execution, ExecutionParams, extra={"counted": "samples"})
 
 
+def cmd_curate_sanitize(args: argparse.Namespace) -> None:
+    from .curation import run_sanitize
+
+    started = time.time()
+    stats = run_sanitize(args.input, args.out, show_progress=not args.no_progress)
+    _finish(Path(args.out), stats, stage="sanitize", inputs=[args.input], params={}, started=started)
+
+
+def cmd_curate_clean(args: argparse.Namespace) -> None:
+    from .curation import CleanParams, run_clean
+
+    started = time.time()
+    params = parse_params(args.params)
+    stats = run_clean(args.input, args.out, CleanParams.from_dict(params), show_progress=not args.no_progress)
+    _finish(Path(args.out), stats, stage="clean", inputs=[args.input], params=params, started=started)
+
+
+def cmd_curate_sft(args: argparse.Namespace) -> None:
+    """sft.jsonl and what goes with it: sft.parquet, the decontamination report, the card."""
+    from .curation import SmartParams, dataset_card, load_contamination, run_sft, write_parquet
+    from .records import write_json
+
+    started = time.time()
+    params = parse_params(args.params)
+    decontamination = parse_params(args.decontamination)
+    contamination = load_contamination(decontamination)
+    smart = SmartParams.from_dict(params)
+    stats = run_sft(args.input, args.out, smart, contamination=contamination, show_progress=not args.no_progress)
+    out = Path(args.out)
+    config = {"sft": params, "decontamination": decontamination}
+    _finish(out, stats, stage="sft", inputs=[args.input], params=config, started=started)
+    rows = write_parquet(out, args.parquet)
+    write_sidecar(
+        args.parquet, stage="sft.parquet", inputs=[out], counts={"in": rows, "out": rows, "dropped": 0}
+    )
+    by_benchmark: dict[str, int] = {}
+    for hit in contamination.hits:
+        by_benchmark[hit["benchmark"]] = by_benchmark.get(hit["benchmark"], 0) + 1
+    write_json(
+        args.report,
+        {
+            "checked": stats.n_in - sum(n for k, n in stats.drops.items() if not k.startswith("contaminated:")),
+            "action": "dropped" if smart.decontaminate else "reported only",
+            "hits_by_benchmark": dict(sorted(by_benchmark.items())),
+            "hits": contamination.hits,
+            "benchmarks": contamination.description,
+        },
+    )
+    with atomic_writer(args.card, "w") as handle:
+        handle.write(dataset_card(out.parent, args.run_name, stats.extra))
+
+
 def cmd_model_texts(args: argparse.Namespace) -> None:
     """Write the text files the tiny model learns prompt layouts from."""
     from .generation.prompts import tiny_fewshot_text
@@ -405,6 +457,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     _add_common(p, shards=True)
     p.set_defaults(func=cmd_execute)
+
+    cur = sub.add_parser("curate", help="execution-filtered samples -> sanitized -> cleaned -> SFT data")
+    cur_sub = cur.add_subparsers(dest="curate_stage", required=True)
+    p = cur_sub.add_parser("sanitize", help="upstream's response-format checks (raw mode)")
+    p.add_argument("--input", required=True, help="executed.jsonl")
+    p.add_argument("--out", required=True)
+    _add_common(p, params=False)
+    p.set_defaults(func=cmd_curate_sanitize)
+    p = cur_sub.add_parser("clean", help="seeded shuffle, exact dedup, function-name diversity")
+    p.add_argument("--input", required=True, help="sanitized.jsonl")
+    p.add_argument("--out", required=True)
+    _add_common(p)
+    p.set_defaults(func=cmd_curate_clean)
+    p = cur_sub.add_parser("sft", help="SMART rewrite and decontamination: the SFT dataset")
+    p.add_argument("--input", required=True, help="cleaned.jsonl")
+    p.add_argument("--out", required=True, help="sft.jsonl")
+    p.add_argument("--decontamination", required=True, help="seeds.filter.decontamination (JSON or @file)")
+    p.add_argument("--parquet", required=True, help="sft.parquet")
+    p.add_argument("--report", required=True, help="decontamination.json")
+    p.add_argument("--card", required=True, help="dataset card (README.md)")
+    p.add_argument("--run-name", required=True)
+    _add_common(p)
+    p.set_defaults(func=cmd_curate_sft)
 
     p = sub.add_parser("model-texts", help="write the prompt layouts the tiny model is trained on")
     p.add_argument("--out-dir", required=True)

@@ -1,0 +1,638 @@
+"""Curation: execution-filtered samples -> sanitized -> cleaned -> the SFT dataset.
+
+Upstream v0.1 ran three commands on the execution filter's output (its README, "Data
+sanitization and selection"); each is one stage and one artifact here:
+
+1. ``sanitized.jsonl`` (``RAW=1 sanitize_data.py``, @0028ed8f): the response-format checks.
+   A response must hold each of ``[Reasoning]``, ``[Implementation]``, ``[Explanation]``,
+   ``[Tests]`` exactly once, in that order; at least one ```` ```python ```` block in the
+   implementation; exactly one python block (and two fences) in the tests, cut after its
+   closing fence and before any line starting with ``/``; the tests must contain ``assert`` and
+   not only ``def``/``class``/``import``/``from`` lines. Kept responses are rewritten in the
+   raw format: the four sections, tags kept, joined by blank lines.
+2. ``cleaned.jsonl`` (``clean_data.py --diversify_func_names``, @1d85858a): shuffle with seed
+   6666 (numpy's ``default_rng(seed).permutation``, what ``datasets.Dataset.shuffle`` does),
+   skip instructions over 200 words, then keep a record only if neither its whitespace-free
+   instruction nor its whitespace-free response was seen before (one set for both, as
+   upstream) and the function-name set and class-name set of its first code block (names
+   lower-cased, underscores removed) are new. Because the order is shuffled first, "the first
+   passing response of each instruction" is upstream's seeded random choice of one response
+   per instruction.
+3. ``sft.jsonl`` (``SMART=1 sanitize_data.py``): the same format checks, then the tags are
+   dropped and: the tests are removed unless the instruction mentions "test"; the explanation
+   and the reasoning are each removed with probability 0.5; responses with an incomplete
+   marker (``todo``, ``fixme``, ``your code here``, ...) are dropped; with probability 0.5 one
+   to five of the test assertions are appended to the instruction ("Your code should pass the
+   following assertion(s):"); comments and docstrings are removed from the code blocks
+   (``ast.unparse``). Upstream drew all of this from one global ``random.seed(0)`` stream, so
+   a record's fate depended on every record before it; here each record gets its own RNG
+   seeded from ``(seed, id)``, so the result does not depend on order or sharding. Finally
+   every record is checked against HumanEval and MBPP (the seed filter's strings: prompts'
+   docstrings and canonical solutions) and a record containing one is dropped and listed in
+   ``decontamination.json``.
+
+Two upstream slips are not reproduced: its comment remover glued the closing fence to the last
+code line (``ast.unparse`` drops the trailing newline; we keep it), and it crashed on a code
+block that does not parse (we drop that record, ``code_block_syntax_error``).
+
+Each stage reads its whole input and writes its output atomically, so a killed run leaves
+nothing behind and reruns from the start; they take seconds for the paper's ~500k samples.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import logging
+import os
+import random
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import reject_unknown
+from .records import JsonObj, RecordError, atomic_writer, count_lines, dumps, iter_jsonl
+from .stage import StageStats, progress_bar
+
+log = logging.getLogger(__name__)
+
+TAGS = ("[Reasoning]", "[Implementation]", "[Explanation]", "[Tests]")
+
+#: Upstream's markers of an unfinished response (case-insensitive substrings).
+INCOMPLETE_MARKERS = (
+    "todo",
+    "fixme",
+    "write your code here",
+    "your code here",
+    "your code goes here",
+    "notimplemented",
+)
+
+#: The fields an SFT record carries besides instruction and response: where it came from.
+PROVENANCE_FIELDS = ("source_id", "sample", "seed_id", "concepts_id", "instruction_id")
+
+
+# ------------------------------------------------------------------------------- code blocks
+
+
+def codeblock_spans(text: str, tag: str | None = None) -> list[tuple[int, int]]:
+    """``[start, end)`` of each fenced block's content, optionally only blocks tagged ``tag``.
+
+    Upstream's ``find_codeblock_indices``: a fence is any ```` ``` ````; the rest of its line is
+    the tag; with a tag the content starts on the next line, without one right after the fence;
+    the content ends at the next fence. An unclosed fence ends the search.
+    """
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    while (fence := text.find("```", pos)) != -1:
+        tag_start = fence + 3
+        line_end = text.find("\n", tag_start)
+        if line_end == -1:
+            line_end = tag_start
+        found_tag = text[tag_start:line_end].strip()
+        start = line_end + 1 if found_tag else tag_start
+        end = text.find("```", start)
+        if end == -1:
+            break
+        if tag is None or found_tag.lower() == tag.lower():
+            spans.append((start, end))
+        pos = end + 3
+    return spans
+
+
+def code_blocks(text: str, tag: str | None = None) -> list[str]:
+    """The stripped contents of the fenced blocks (upstream's ``find_code_blocks``)."""
+    return [text[start:end].strip() for start, end in codeblock_spans(text, tag)]
+
+
+def strip_comments_and_docstrings(code: str) -> str:
+    """``code`` re-printed by ``ast.unparse`` without comments and def/class docstrings.
+
+    Raises SyntaxError when ``code`` does not parse.
+    """
+    tree = ast.parse(code)
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        body = node.body
+        if (
+            body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            # An emptied body would not parse back: upstream left it empty; keep `pass` instead.
+            node.body = body[1:] or [ast.Pass()]
+    return ast.unparse(tree)
+
+
+def strip_comments_in_blocks(text: str) -> str:
+    """Every ```` ```python ```` block of ``text`` through :func:`strip_comments_and_docstrings`,
+    keeping the newline before its closing fence. Raises SyntaxError for a block that does not
+    parse."""
+    out: list[str] = []
+    pos = 0
+    for start, end in codeblock_spans(text, "python"):
+        out.append(text[pos:start])
+        out.append(strip_comments_and_docstrings(text[start:end]) + "\n")
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def definition_names(code: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(function names, class names) defined anywhere in ``code``, lower-cased, ``_`` removed.
+
+    Upstream's ``extract_and_concat_function_names``; raises SyntaxError.
+    """
+    functions: set[str] = set()
+    classes: set[str] = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            functions.add(node.name.replace("_", "").lower())
+        elif isinstance(node, ast.ClassDef):
+            classes.add(node.name.replace("_", "").lower())
+    return frozenset(functions), frozenset(classes)
+
+
+# ---------------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class Sections:
+    """A response cut into upstream's four sections (each stripped)."""
+
+    reasoning: str
+    implementation: str
+    explanation: str
+    tests: str
+    tests_block: str
+
+    def raw(self) -> str:
+        parts = (self.reasoning, self.implementation, self.explanation, self.tests)
+        return "\n\n".join(f"{tag}\n{part}" for tag, part in zip(TAGS, parts, strict=True))
+
+
+class FormatError(ValueError):
+    """Why a response fails the format checks; ``reason`` is the sidecar's drop key."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def split_sections(response: str) -> Sections:
+    """Upstream's format checks; raises :class:`FormatError` naming the first that fails."""
+    if any(response.count(tag) != 1 for tag in TAGS):
+        raise FormatError("format:tag_count")
+    r, i, e, t = (response.index(tag) for tag in TAGS)
+    if not r < i < e < t:
+        raise FormatError("format:tag_order")
+    reasoning = response[r + len(TAGS[0]) : i].strip()
+    implementation = response[i + len(TAGS[1]) : e].strip()
+    explanation = response[e + len(TAGS[2]) : t].strip()
+    if not code_blocks(implementation, "python"):
+        raise FormatError("format:no_implementation_code")
+    tests = response[t + len(TAGS[3]) :].strip()
+    tests_blocks = code_blocks(tests, "python")
+    if len(tests_blocks) != 1 or tests.count("```") != 2:
+        raise FormatError("format:tests_not_one_block")
+    tests = tests[: tests.rindex("```") + 3]
+    lines = tests.splitlines(keepends=True)
+    cut = next((n for n, line in enumerate(lines) if line.startswith("/")), None)
+    if cut is not None:
+        tests = "".join(lines[:cut]).strip()
+    if "assert" not in tests:
+        raise FormatError("format:tests_no_assert")
+    if all(
+        line.startswith(("def", "class", "import", "from"))
+        for line in tests_blocks[0].splitlines()
+        if line and line[0].isalpha()
+    ):
+        raise FormatError("format:tests_only_definitions")
+    return Sections(reasoning, implementation, explanation, tests, tests_blocks[0])
+
+
+# ------------------------------------------------------------------------------------ params
+
+
+@dataclass(frozen=True)
+class CleanParams:
+    """``cleaned.jsonl``: upstream ``clean_data.py`` defaults."""
+
+    seed: int = 6666
+    max_instruction_words: int = 200
+    diversify_func_names: bool = True
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CleanParams:
+        reject_unknown(cls, data, "curation.clean")
+        made = cls(**dict(data))
+        if made.max_instruction_words < 1:
+            raise ValueError("curation.clean.max_instruction_words must be >= 1")
+        return made
+
+
+@dataclass(frozen=True)
+class SmartParams:
+    """``sft.jsonl``: upstream ``SMART=1`` mode, with a per-record RNG seeded by ``seed``."""
+
+    seed: int = 0
+    p_drop_explanation: float = 0.5
+    p_drop_reasoning: float = 0.5
+    p_assertion_in_instruction: float = 0.5
+    remove_comments: bool = True
+    decontaminate: bool = True
+    """Drop records that contain a benchmark string (False: only list them in the report)."""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SmartParams:
+        reject_unknown(cls, data, "curation.sft")
+        made = cls(**dict(data))
+        for f in fields(cls):
+            if f.name.startswith("p_") and not 0.0 <= getattr(made, f.name) <= 1.0:
+                raise ValueError(f"curation.sft.{f.name} must be within [0, 1]")
+        return made
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _records(path: Path, bar_desc: str, show_progress: bool) -> Iterator[tuple[int, JsonObj]]:
+    bar = progress_bar(desc=bar_desc, total=count_lines(path), unit="rec", enabled=show_progress)
+    try:
+        for line, record in iter_jsonl(path, {"id": str, "instruction": str, "response": str}):
+            yield line, record
+            bar.update(1)
+    finally:
+        bar.close()
+
+
+def _key(text: str) -> bytes:
+    """Upstream's exact-match key (all whitespace removed), hashed to keep memory flat."""
+    return hashlib.blake2b("".join(text.split()).encode(), digest_size=16).digest()
+
+
+# ----------------------------------------------------------------------------------- stages
+
+
+def run_sanitize(
+    input_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    show_progress: bool = True,
+) -> StageStats:
+    """Stage 1: keep well-formed responses, rewritten in the raw four-section format."""
+    path = Path(input_path)
+    stats = StageStats()
+    with atomic_writer(output) as out:
+        for _, record in _records(path, "sanitize", show_progress):
+            stats.n_in += 1
+            try:
+                sections = split_sections(record["response"])
+            except FormatError as exc:
+                stats.drop(exc.reason)
+                continue
+            out.write(dumps({**record, "response": sections.raw()}) + "\n")
+            stats.n_out += 1
+    stats.check_balance()
+    return stats
+
+
+@dataclass
+class _CleanEntry:
+    line: int
+    offset: int
+    words: int
+    key_i: bytes
+    key_r: bytes
+    first_block: str | None
+
+
+def _scan_for_clean(path: Path, show_progress: bool) -> list[_CleanEntry]:
+    entries: list[_CleanEntry] = []
+    bar = progress_bar(desc="clean: read", total=count_lines(path), unit="rec", enabled=show_progress)
+    with open(path, "rb") as handle:
+        line_no = 0
+        while True:
+            offset = handle.tell()
+            raw = handle.readline()
+            if not raw:
+                break
+            line_no += 1
+            if not raw.strip():
+                raise RecordError(path, line_no, "empty line")
+            try:
+                record = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise RecordError(path, line_no, f"invalid JSON: {exc.msg}") from None
+            for name in ("id", "instruction", "response"):
+                if not isinstance(record.get(name), str):
+                    raise RecordError(path, line_no, f"field {name!r} must be a string", name)
+            blocks = code_blocks(record["response"])
+            entries.append(
+                _CleanEntry(
+                    line=line_no,
+                    offset=offset,
+                    words=len(record["instruction"].split()),
+                    key_i=_key(record["instruction"]),
+                    key_r=_key(record["response"]),
+                    first_block=blocks[0] if blocks else None,
+                )
+            )
+            bar.update(1)
+    bar.close()
+    return entries
+
+
+def shuffled_order(n: int, seed: int) -> list[int]:
+    """The order ``datasets.Dataset.shuffle(seed=seed)`` puts ``n`` rows in."""
+    return [int(i) for i in np.random.default_rng(seed).permutation(n)]
+
+
+def run_clean(
+    input_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    params: CleanParams,
+    *,
+    show_progress: bool = True,
+) -> StageStats:
+    """Stage 2: seeded shuffle, long-instruction skip, exact dedup, function-name diversity.
+
+    Output is in the shuffled order, as upstream (the order the SFT data is written in).
+    """
+    path = Path(input_path)
+    entries = _scan_for_clean(path, show_progress)
+    stats = StageStats(n_in=len(entries))
+    seen_keys: set[bytes] = set()
+    seen_names: set[frozenset[str]] = set()
+    kept: list[_CleanEntry] = []
+    for index in shuffled_order(len(entries), params.seed):
+        entry = entries[index]
+        if entry.words > params.max_instruction_words:
+            stats.drop("instruction_too_long")
+            continue
+        if entry.key_i in seen_keys:
+            stats.drop("duplicate_instruction")
+            continue
+        if entry.key_r in seen_keys:
+            stats.drop("duplicate_response")
+            continue
+        if params.diversify_func_names:
+            if entry.first_block is None:
+                # upstream indexed [0] of an empty list here and crashed
+                stats.drop("no_code_block")
+                continue
+            try:
+                functions, classes = definition_names(entry.first_block)
+            except (SyntaxError, ValueError):
+                stats.drop("code_syntax_error")
+                continue
+            if (functions and functions in seen_names) or (classes and classes in seen_names):
+                stats.drop("duplicate_function_names")
+                continue
+            seen_names.add(functions)
+            seen_names.add(classes)
+        kept.append(entry)
+        seen_keys.add(entry.key_i)
+        seen_keys.add(entry.key_r)
+    with open(path, "rb") as source, atomic_writer(output) as out:
+        for entry in kept:
+            source.seek(entry.offset)
+            out.write(dumps(json.loads(source.readline())) + "\n")
+    stats.n_out = len(kept)
+    stats.extra = {"shuffle_seed": params.seed}
+    stats.check_balance()
+    return stats
+
+
+def record_rng(seed: int, record_id: str) -> random.Random:
+    """The RNG of one record: depends on the seed and the record's id only."""
+    return random.Random(f"{seed}\0{record_id}")
+
+
+@dataclass(frozen=True)
+class SmartResult:
+    instruction: str
+    response: str
+    removed: tuple[str, ...]
+    assertion_added: bool
+
+
+def smart_rewrite(instruction: str, response: str, rng: random.Random, params: SmartParams) -> SmartResult:
+    """Upstream's SMART mode on one record (raises :class:`FormatError` or SyntaxError).
+
+    The RNG is drawn in upstream's order: explanation, reasoning, then (for all-assert tests)
+    the number of assertions and which, then the augmentation coin when the earlier conditions
+    hold.
+    """
+    sections = split_sections(response)
+    remove_tests = "test" not in instruction.lower()
+    remove_explanation = rng.random() < params.p_drop_explanation
+    remove_reasoning = rng.random() < params.p_drop_reasoning
+    if any(marker in response.lower() for marker in INCOMPLETE_MARKERS):
+        raise FormatError("incomplete")
+    parts = {
+        "reasoning": sections.reasoning,
+        "implementation": sections.implementation,
+        "explanation": sections.explanation,
+        "tests": sections.tests,
+    }
+    removed = tuple(
+        name
+        for name, flag in (
+            ("reasoning", remove_reasoning),
+            ("explanation", remove_explanation),
+            ("tests", remove_tests),
+        )
+        if flag
+    )
+    text = "\n\n".join(value for name, value in parts.items() if name not in removed)
+
+    lines = sections.tests_block.splitlines()
+    if all(line.startswith("assert") for line in lines):
+        chosen = rng.sample(lines, k=min(rng.choice([1, 2, 3, 4, 5]), len(lines)))
+        assertion = "\n".join(chosen)
+        term = "assertion" + ("s" if len(chosen) > 1 else "")
+    else:
+        assertion = sections.tests_block
+        term = "test case"
+    lowered = instruction.lower()
+    augment = (
+        "assert" in assertion
+        and len(assertion.splitlines()) <= 5
+        and rng.random() < params.p_assertion_in_instruction
+        and "assert" not in instruction
+        and "for example" not in lowered
+        and "test" not in lowered
+    )
+    if augment:
+        instruction = (
+            f"{instruction}\n\nYour code should pass the following {term}:\n"
+            f"```python\n{assertion.strip()}\n```"
+        )
+    if params.remove_comments:
+        text = strip_comments_in_blocks(text)
+    return SmartResult(instruction, text, removed, augment)
+
+
+@dataclass
+class Contamination:
+    """Which benchmark strings the final records contain."""
+
+    index: Any  # seeds.filter.ContaminationIndex
+    description: JsonObj
+    hits: list[JsonObj] = field(default_factory=list)
+
+    def check(self, record_id: str, instruction: str, response: str) -> str | None:
+        for part, text in (("instruction", instruction), ("response", response)):
+            key = self.index.first_key(text)
+            if key is not None:
+                self.hits.append({"id": record_id, "field": part, "benchmark": key})
+                return key
+        return None
+
+
+def load_contamination(decontamination: Mapping[str, Any]) -> Contamination:
+    from .benchdata import DecontamParams, load_decontamination
+    from .seeds.filter import ContaminationIndex
+
+    loaded = load_decontamination(DecontamParams.from_dict(dict(decontamination)))
+    return Contamination(ContaminationIndex(loaded.strings), loaded.describe())
+
+
+def sft_record(record: JsonObj, instruction: str, response: str) -> JsonObj:
+    made: JsonObj = {"id": record["id"], "instruction": instruction, "response": response}
+    for name in PROVENANCE_FIELDS:
+        if name in record:
+            made[name] = record[name]
+    return made
+
+
+def run_sft(
+    input_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    params: SmartParams,
+    *,
+    contamination: Contamination | None = None,
+    show_progress: bool = True,
+) -> StageStats:
+    """Stage 3: SMART rewrite, decontamination, and the final records (in input order)."""
+    path = Path(input_path)
+    stats = StageStats()
+    removed_counts: dict[str, int] = {"reasoning": 0, "explanation": 0, "tests": 0}
+    augmented = 0
+    with atomic_writer(output) as out:
+        for _, record in _records(path, "sft", show_progress):
+            stats.n_in += 1
+            rng = record_rng(params.seed, record["id"])
+            try:
+                result = smart_rewrite(record["instruction"], record["response"], rng, params)
+            except FormatError as exc:
+                stats.drop(exc.reason)
+                continue
+            except (SyntaxError, ValueError):
+                stats.drop("code_block_syntax_error")
+                continue
+            if contamination is not None:
+                hit = contamination.check(record["id"], result.instruction, result.response)
+                if hit is not None and params.decontaminate:
+                    stats.drop(f"contaminated:{hit}")
+                    continue
+            for name in result.removed:
+                removed_counts[name] += 1
+            augmented += result.assertion_added
+            out.write(dumps(sft_record(record, result.instruction, result.response)) + "\n")
+            stats.n_out += 1
+    stats.extra = {"sections_removed": removed_counts, "assertions_in_instruction": augmented}
+    stats.check_balance()
+    return stats
+
+
+def write_parquet(jsonl: str | os.PathLike[str], output: str | os.PathLike[str]) -> int:
+    """The SFT JSONL as Parquet (same rows, same order); returns the row count."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [record for _, record in iter_jsonl(Path(jsonl))]
+    columns = ["id", "instruction", "response", *PROVENANCE_FIELDS]
+    present = [c for c in columns if any(c in r for r in rows)] or ["id", "instruction", "response"]
+    table = pa.Table.from_pylist([{c: r.get(c) for c in present} for r in rows])
+    with atomic_writer(output, "wb") as handle:
+        pq.write_table(table, handle, compression="zstd")
+    return len(rows)
+
+
+_CARD_STAGES = (
+    ("seeds/filtered.jsonl", "seed functions after the heuristic filter"),
+    ("seeds/judged.jsonl", "seeds the base model judged useful"),
+    ("concepts.jsonl", "seeds with concepts (S->C)"),
+    ("instructions.jsonl", "instructions (C->I)"),
+    ("responses.jsonl", "instructions with responses (I->R)"),
+    ("executed.jsonl", "samples that passed their own tests in the sandbox"),
+    ("sanitized.jsonl", "samples in the four-section response format"),
+    ("cleaned.jsonl", "one response per unique instruction, diverse function names"),
+    ("sft.jsonl", "final records (SMART rewrite, decontaminated)"),
+)
+
+
+def dataset_card(results_dir: Path, run_name: str, sft_meta: Mapping[str, Any]) -> str:
+    """The README.md beside ``sft.jsonl``: what the data is and the funnel that made it."""
+    rows = []
+    for rel, what in _CARD_STAGES:
+        meta_path = results_dir / f"{rel}.meta.json"
+        if not meta_path.is_file():
+            continue
+        meta = json.loads(meta_path.read_text())
+        counts = meta.get("counts", {})
+        drops = meta.get("drops", {})
+        top = ", ".join(f"{k} {v}" for k, v in sorted(drops.items(), key=lambda kv: -kv[1])[:4])
+        rows.append(
+            f"| `{rel}` | {what} | {counts.get('in', '')} | {counts.get('out', '')} | {top} |"
+        )
+    removed = sft_meta.get("sections_removed", {})
+    return "\n".join(
+        [
+            "---",
+            "license: other",
+            "task_categories: [text-generation]",
+            "language: [en, code]",
+            "tags: [code, self-alignment, selfalign]",
+            "configs:",
+            "- config_name: default",
+            "  data_files: sft.parquet",
+            "---",
+            "",
+            f"# selfalign SFT data, run `{run_name}`",
+            "",
+            "Instruction-response pairs made by the StarCoder2-Instruct self-alignment recipe",
+            "(selfalign): a base model wrote concepts, instructions, responses and their own",
+            "tests from seed functions; responses whose tests pass in a gVisor sandbox were kept,",
+            "sanitized, deduplicated and rewritten as upstream's v0.1 did. Files: `sft.jsonl`",
+            "and `sft.parquet` (the same rows), fields `id`, `instruction`, `response` and the",
+            "provenance ids (`source_id` = the instruction record, `sample` = which of its",
+            "responses). Each artifact's `.meta.json` sidecar holds its sha256, counts, drops",
+            "by reason and the config that made it.",
+            "",
+            "## Funnel",
+            "",
+            "| artifact | records | in | out | largest drops |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+            "Counts of `executed.jsonl` and later are of response samples; earlier ones of records.",
+            "",
+            "## Rewrites in the final step",
+            "",
+            f"- reasoning removed: {removed.get('reasoning', 0)}, explanation removed:"
+            f" {removed.get('explanation', 0)}, tests removed: {removed.get('tests', 0)}",
+            f"- test assertions appended to the instruction: {sft_meta.get('assertions_in_instruction', 0)}",
+            "- contamination against HumanEval and MBPP: see `decontamination.json`",
+            "",
+        ]
+    )
+
