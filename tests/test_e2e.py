@@ -1,7 +1,8 @@
 """The tiny chain end to end, as the README runs it: twice, and once killed midway and resumed.
 
-From the stdlib to responses.jsonl: seed stages, the tiny base model trained on CPU, and the
-judge, S->C, C->I and I->R stages through the CPU completions server.
+From the stdlib to sft.jsonl: seed stages, the tiny base model trained on CPU, the judge,
+S->C, C->I and I->R stages through the CPU completions server, the sandboxed execution filter
+and curation.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from workflow_utils import copy_workflow, kill_group, run, start
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -19,6 +21,7 @@ SEED_ARTIFACTS = ("raw.jsonl", "dedup.jsonl", "dedup.duplicates.jsonl", "quality
 MODEL_FILES = ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json")
 GENERATED = ("seeds/judged.jsonl", "concepts.jsonl", "instructions.jsonl", "responses.jsonl")
 EXECUTED = "executed.jsonl"
+CURATED = ("sanitized.jsonl", "cleaned.jsonl", "sft.jsonl", "sft.parquet", "README.md", "decontamination.json")
 PROFILE = ["--profile", "profiles/tiny"]
 
 
@@ -26,7 +29,7 @@ def _artifacts(workdir: Path) -> dict[str, bytes]:
     results = workdir / "results" / "tiny"
     found = {f"seeds/{name}": (results / "seeds" / name).read_bytes() for name in SEED_ARTIFACTS}
     found.update({f"model/base/{name}": (results / "model" / "base" / name).read_bytes() for name in MODEL_FILES})
-    found.update({name: (results / name).read_bytes() for name in (*GENERATED, EXECUTED)})
+    found.update({name: (results / name).read_bytes() for name in (*GENERATED, EXECUTED, *CURATED)})
     return found
 
 
@@ -68,9 +71,11 @@ def test_tiny_chain_generates_through_responses(clean_run: Path) -> None:
     results = clean_run / "results" / "tiny"
     metas = {name: json.loads((results / f"{name}.meta.json").read_text()) for name in GENERATED}
     filtered = len(_records(results / "seeds" / "filtered.jsonl"))
-    # The judge sees the first generation.limit (160) filtered seeds; each later stage all that
-    # the one before it kept; nothing is lost between stages and every stage has output.
-    assert metas["seeds/judged.jsonl"]["counts"]["in"] == min(160, filtered)
+    recipe = yaml.safe_load((clean_run / "profiles" / "tiny" / "recipe.yaml").read_text())
+    limit, n = recipe["generation"]["limit"], recipe["generation"]["responses"]["n"]
+    # The judge sees the first generation.limit filtered seeds; each later stage all that the
+    # one before it kept; nothing is lost between stages and every stage has output.
+    assert metas["seeds/judged.jsonl"]["counts"]["in"] == min(limit, filtered)
     chain = list(GENERATED)
     for before, after in zip(chain, chain[1:], strict=False):
         assert metas[after]["counts"]["in"] == metas[before]["counts"]["out"], after
@@ -87,8 +92,8 @@ def test_tiny_chain_generates_through_responses(clean_run: Path) -> None:
         assert record["instruction"] and record["concepts"] and record["content"]
         assert set(record["generation"]) == {"judge", "concepts", "instructions", "responses"}
         assert record["generation"]["responses"]["seed"] == 3407 + record["generation"]["responses"]["index"]
-        assert 1 <= len(record["responses"]) <= 10
-    assert metas["responses.jsonl"]["stats"]["samples"] == 10 * metas["responses.jsonl"]["stats"]["requests"]
+        assert 1 <= len(record["responses"]) <= n
+    assert metas["responses.jsonl"]["stats"]["samples"] == n * metas["responses.jsonl"]["stats"]["requests"]
     model_meta = json.loads((results / "model" / "base.meta.json").read_text())
     assert model_meta["stats"]["steps"] > 0 and model_meta["sha256"]
 
@@ -108,6 +113,32 @@ def test_tiny_chain_executes_every_kept_sample_in_the_sandbox(clean_run: Path) -
     sources = {r["id"] for r in responses}
     for record in executed:
         assert record["source_id"] in sources and record["execution"]["status"] == "pass"
+
+
+def test_tiny_chain_curates_a_non_empty_sft_dataset(clean_run: Path) -> None:
+    results = clean_run / "results" / "tiny"
+    metas = {name: json.loads((results / f"{name}.meta.json").read_text()) for name in (EXECUTED, *CURATED[:3])}
+    # each stage reads exactly what the one before it wrote, and accounts for every record
+    chain = [EXECUTED, "sanitized.jsonl", "cleaned.jsonl", "sft.jsonl"]
+    for before, after in zip(chain, chain[1:], strict=False):
+        assert metas[after]["counts"]["in"] == metas[before]["counts"]["out"], after
+        counts = metas[after]["counts"]
+        assert counts["in"] == counts["out"] + sum(metas[after]["drops"].values())
+    sft = _records(results / "sft.jsonl")
+    assert sft, "the tiny chain must reach a non-empty SFT dataset"
+    executed = {r["id"]: r for r in _records(results / EXECUTED)}
+    for record in sft:
+        assert set(record) >= {"id", "instruction", "response", "source_id", "sample"}
+        origin = executed[record["id"]]
+        assert origin["execution"]["status"] == "pass"
+        assert record["instruction"].startswith(origin["instruction"])  # SMART may append asserts
+        assert "[Implementation]" not in record["response"] and "```python" in record["response"]
+    # one response per instruction
+    assert len({r["source_id"] for r in sft}) == len(sft)
+    card = (results / "README.md").read_text()
+    assert "| `sft.jsonl` |" in card and "| `executed.jsonl` |" in card
+    report = json.loads((results / "decontamination.json").read_text())
+    assert report["hits"] == [] and report["action"] == "dropped"
 
 
 def test_second_run_is_byte_identical(clean_run: Path, tmp_path: Path) -> None:
