@@ -1,0 +1,1 @@
+"""Evaluation of a checkpoint on HumanEval+ and MBPP+ (prompts now; scoring lands with issue 5)."""
