@@ -15,7 +15,10 @@ import pytest
 import yaml
 from workflow_utils import copy_workflow, kill_group, run, start
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# A tiny chain takes 8-20 minutes on 2 cores (the CPU decides); the module-wide 900 s limit
+# would cut the clean run short and leave its processes behind.
+CHAIN_TIMEOUT_S = 2700
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2 * CHAIN_TIMEOUT_S + 600)]
 
 SEED_ARTIFACTS = ("raw.jsonl", "dedup.jsonl", "dedup.duplicates.jsonl", "quality.jsonl", "filtered.jsonl")
 MODEL_FILES = ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json")
@@ -40,7 +43,7 @@ def _records(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def clean_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = copy_workflow(tmp_path_factory.mktemp("clean") / "selfalign")
-    result = run(PROFILE, workdir, timeout=1800)
+    result = run(PROFILE, workdir, timeout=CHAIN_TIMEOUT_S)
     assert result.returncode == 0, result.stdout[-8000:]
     return workdir
 
@@ -143,7 +146,7 @@ def test_tiny_chain_curates_a_non_empty_sft_dataset(clean_run: Path) -> None:
 
 def test_second_run_is_byte_identical(clean_run: Path, tmp_path: Path) -> None:
     other = copy_workflow(tmp_path / "selfalign")
-    result = run(PROFILE, other, timeout=1800)
+    result = run(PROFILE, other, timeout=CHAIN_TIMEOUT_S)
     assert result.returncode == 0, result.stdout[-8000:]
     assert _artifacts(other) == _artifacts(clean_run)
 
@@ -155,7 +158,7 @@ def test_killed_midway_then_rerun_gives_the_same_bytes(clean_run: Path, tmp_path
     proc = start(PROFILE, workdir, log)
     # Kill inside the I->R stage (server, client and all), once one of its resumable units is
     # on disk: the rerun must send only the rest and still give the same bytes.
-    deadline = time.time() + 1500
+    deadline = time.time() + CHAIN_TIMEOUT_S
     while time.time() < deadline and proc.poll() is None:
         if list(results.glob("generate/responses/shard-*.jsonl.parts/*.stats.json")):
             break
@@ -166,7 +169,7 @@ def test_killed_midway_then_rerun_gives_the_same_bytes(clean_run: Path, tmp_path
 
     # A hard-killed snakemake leaves its lock; removing it is the documented recovery step.
     assert run(["--unlock", *PROFILE], workdir, timeout=120).returncode == 0
-    result = run(PROFILE, workdir, timeout=1800)
+    result = run(PROFILE, workdir, timeout=CHAIN_TIMEOUT_S)
     assert result.returncode == 0, result.stdout[-8000:]
     assert _artifacts(workdir) == _artifacts(clean_run)
     # nothing left behind by the interrupted job, and it was resumed, not redone
