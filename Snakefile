@@ -52,6 +52,8 @@ include: "rules/seeds.smk"
 include: "rules/generation.smk"
 include: "rules/execution.smk"
 include: "rules/curation.smk"
+include: "rules/training.smk"
+include: "rules/evaluation.smk"
 
 
 rule all:
@@ -60,3 +62,5 @@ rule all:
         f"{RESULTS}/sft.jsonl",
         f"{RESULTS}/sft.parquet",
         f"{RESULTS}/README.md",
+        f"{RESULTS}/checkpoint",
+        f"{RESULTS}/eval/table.md",

@@ -56,3 +56,16 @@ def gen_settings(stage):
         "generation": section,
     }
     return json.dumps(settings, sort_keys=True)
+
+
+# Evaluation: where the EvalPlus releases come from, and which release each dataset uses.
+EVAL = config["evaluation"]
+EVAL_DATASETS = ["humaneval", "mbpp"]
+
+
+def eval_data_params():
+    return json.dumps({"mirrors": EVAL["mirrors"], "cache_dir": EVAL["cache_dir"]}, sort_keys=True)
+
+
+def eval_version(dataset):
+    return EVAL[f"{dataset}_version"]

@@ -38,6 +38,9 @@ def test_paper_dry_run_lists_seed_jobs_fast(workdir: Path) -> None:
         assert counts[f"generate_{stage}"] == 1
     assert "tiny_model" not in counts
     assert counts["execute_shard"] == 8 and counts["execute"] == 1
+    # the chain ends in a checkpoint scored on both benchmarks
+    assert counts["train"] == 1 and counts["eval_table"] == 1
+    assert counts["eval_generate"] == 2 and counts["eval_score"] == 2
     assert elapsed < 10, f"paper dry run took {elapsed:.1f}s"
 
 
@@ -48,6 +51,34 @@ def test_paper_generation_jobs_start_vllm_on_a_gpu(workdir: Path) -> None:
     assert '"backend": "vllm"' in result.stdout
     assert '"name": "bigcode/starcoder2-15b"' in result.stdout
     assert "gpu=1" in result.stdout.replace(" ", "")
+
+
+def test_paper_training_and_eval_jobs(workdir: Path) -> None:
+    result = run(["-n", "-p", "results/paper/eval/humaneval.json"], workdir, timeout=60)
+    assert result.returncode == 0, result.stdout
+    out = result.stdout
+    # upstream's arguments reach the trainer, the base model is the Hub model at its revision
+    assert "selfalign train" in out and '"optim": "adafactor"' in out
+    assert '"gradient_accumulation_steps": 64' in out and '"max_seq_length": 1280' in out
+    assert "--base-model bigcode/starcoder2-15b --revision main" in out
+    # the checkpoint is served like the base model was, then scored on the pinned release
+    assert "selfalign eval generate --dataset humaneval" in out and "--model-dir results/paper/checkpoint" in out
+    assert "selfalign eval score --dataset humaneval --version v0.1.9" in out
+
+
+def test_accelerate_config_launches_training_under_accelerate(workdir: Path) -> None:
+    result = run(["-n", "-p", "results/paper/checkpoint", "--config",
+                  "training={'accelerate_config': 'envs/accelerate/fsdp.yaml'}"], workdir, timeout=60)
+    assert result.returncode == 0, result.stdout
+    assert "accelerate launch --config_file envs/accelerate/fsdp.yaml -m selfalign train" in result.stdout
+
+
+def test_rescore_target_scores_the_released_samples(workdir: Path) -> None:
+    result = run(["-n", "-p", "rescore"], workdir, timeout=60)
+    assert result.returncode == 0, result.stdout
+    counts = _job_counts(result.stdout)
+    assert counts["rescore_dataset"] == 2 and counts["rescore"] == 1
+    assert "--published ../shared/data/upstream/sc2-15b-instruct-mbpp-eval-results.json.gz" in result.stdout
 
 
 def test_lint_is_clean(workdir: Path) -> None:

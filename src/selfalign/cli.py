@@ -361,6 +361,64 @@ def cmd_tinymodel(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from .training.train import TrainParams, train
+
+    started = time.time()
+    params = parse_params(args.params)
+    stats = train(
+        args.sft,
+        args.base_model,
+        args.out,
+        TrainParams.from_dict(params),
+        revision=args.revision,
+        show_progress=not args.no_progress,
+    )
+    base = Path(args.base_model)
+    inputs = [args.sft] + ([str(base / "model.safetensors")] if (base / "model.safetensors").is_file() else [])
+    files = stats.extra.pop("files", {})
+    _finish(
+        Path(args.out),
+        stats,
+        stage="train",
+        inputs=inputs,
+        params=params,
+        started=started,
+        extra={
+            "base_model": {"name": args.base_model, "revision": args.revision},
+            "final_checkpoint": {"path": args.out, "step": stats.extra["final_step"], "files": files},
+        },
+    )
+
+
+def cmd_eval_generate(args: argparse.Namespace) -> None:
+    from .evaluation.generate import EvalParams, generate_samples
+    from .generation.stages import StageSettings
+
+    started = time.time()
+    settings_params = parse_params(args.params)
+    eval_params = parse_params(args.eval_params)
+    stats = generate_samples(
+        args.dataset,
+        args.out,
+        StageSettings.from_dict(settings_params),
+        EvalParams.from_dict(eval_params),
+        model_dir=args.model_dir,
+        server_log=Path(args.server_log) if args.server_log else None,
+        base_url=args.base_url,
+        show_progress=not args.no_progress,
+    )
+    inputs = [str(Path(args.model_dir) / "model.safetensors")] if args.model_dir else []
+    _finish(
+        Path(args.out),
+        stats,
+        stage=f"eval.generate.{args.dataset}",
+        inputs=[p for p in inputs if Path(p).exists()],
+        params={"serving": settings_params, "evaluation": eval_params},
+        started=started,
+    )
+
+
 def cmd_config_validate(args: argparse.Namespace) -> None:
     config = load_config(args.configfile)
     if args.show:
@@ -491,6 +549,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model directory")
     _add_common(p)
     p.set_defaults(func=cmd_tinymodel)
+
+    p = sub.add_parser("train", help="fine-tune the base model on the SFT data (transformers Trainer)")
+    p.add_argument("--sft", required=True, help="sft.jsonl (fields instruction, response)")
+    p.add_argument("--base-model", required=True, help="a Hub model name or a local model directory")
+    p.add_argument("--revision", default=None, help="the Hub revision to load (pin a commit sha)")
+    p.add_argument("--out", required=True, help="the checkpoint directory to write")
+    _add_common(p)
+    p.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="EvalPlus: generate samples with a checkpoint, score samples, tabulate")
+    ev_sub = ev.add_subparsers(dest="eval_command", required=True)
+    p = ev_sub.add_parser("generate", help="one greedy sample per task through the serving path")
+    p.add_argument("--dataset", required=True, choices=["humaneval", "mbpp"])
+    p.add_argument("--out", required=True, help="samples JSONL (EvalPlus format)")
+    p.add_argument("--eval-params", required=True, help="the config's evaluation section (JSON or @file)")
+    p.add_argument("--model-dir", default=None, help="the checkpoint directory to serve")
+    p.add_argument("--server-log", default=None, help="where the started server logs")
+    p.add_argument("--base-url", default=None, help="use this running server instead of starting one")
+    _add_common(p)
+    p.set_defaults(func=cmd_eval_generate)
+    from .evaluation.cli import register as register_eval
+
+    register_eval(ev_sub)
 
     p = sub.add_parser("concat", help="concatenate shard outputs in shard order and merge their sidecars")
     p.add_argument("--out", required=True)

@@ -212,6 +212,13 @@ class GVisorBackend(Backend):
                 "source": "tmpfs",
                 "options": ["nosuid", "nodev", "mode=755"],
             },
+            # POSIX semaphores (multiprocessing's SemLock, used by e.g. evalplus) live here.
+            {
+                "destination": "/dev/shm",
+                "type": "tmpfs",
+                "source": "shm",
+                "options": ["nosuid", "nodev", "noexec", "mode=1777"],
+            },
         ]
         for path in ro_paths:
             mounts.append(
@@ -316,6 +323,8 @@ class BubblewrapBackend(Backend):
             "/dev",
             "--tmpfs",
             "/tmp",
+            "--tmpfs",
+            "/dev/shm",
         ]
         for path in read_only_paths(self.python, self.prefix, self.extra_ro_paths):
             cmd += ["--ro-bind", path, path]

@@ -1,0 +1,87 @@
+"""Re-score the released StarCoder2-15B-Instruct-v0.1 samples and compare with the published verdicts.
+
+Scores all 164 HumanEval+ and 399 MBPP+ tasks with ``selfalign.evaluation.score.run_score``
+(evalplus 0.2.1 inside the gVisor sandbox, time limits from the ground truth measured in the same
+sandbox), then prints the totals, the agreement with upstream's published ``eval_results`` and
+the wall time. ``--burn N`` runs N CPU-burning processes alongside, to show that scores do not
+drop on a loaded machine.
+
+    .venv/bin/python benchmarks/rescore.py --out-dir /tmp/rescore --workers 2
+    .venv/bin/python benchmarks/rescore.py --out-dir /tmp/rescore-load --workers 2 --burn 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+
+from selfalign.evaluation.score import DataParams, ScoreParams, markdown_table, run_score
+
+SHARED = Path(os.environ.get("SELFALIGN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+PUBLISHED_TOTALS = {"humaneval": (119, 104, 164), "mbpp": (300, 244, 399)}
+
+
+def _burn() -> None:  # pragma: no cover - load generator
+    while True:
+        pass
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out-dir", default="/tmp/selfalign-rescore")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--datasets", nargs="+", default=["humaneval", "mbpp"])
+    parser.add_argument("--limit", type=int, default=None, help="first N tasks only (smoke test)")
+    parser.add_argument("--burn", type=int, default=0, help="CPU-burning processes to run alongside")
+    parser.add_argument("--backend", default="gvisor")
+    args = parser.parse_args()
+
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    burners = [multiprocessing.Process(target=_burn, daemon=True) for _ in range(args.burn)]
+    for p in burners:
+        p.start()
+    results = []
+    try:
+        for dataset in args.datasets:
+            started = time.time()
+            score = run_score(
+                SHARED / "upstream" / f"sc2-15b-instruct-{dataset}-samples.jsonl.gz",
+                dataset,
+                out_dir / f"{dataset}.json",
+                data=DataParams(mirrors=[str(SHARED / "evalplus")]),
+                params=ScoreParams(backend=args.backend, workers=args.workers),
+                limit=args.limit,
+                published=SHARED / "upstream" / f"sc2-15b-instruct-{dataset}-eval-results.json.gz",
+            )
+            wall = time.time() - started
+            res, agreement = score.result, score.result["agreement"]
+            results.append(res)
+            pub_base, pub_plus, pub_n = PUBLISHED_TOTALS[dataset]
+            print(f"== {dataset} {res['version']}: {res['n_tasks']} tasks, wall {wall:.1f} s "
+                  f"({args.workers} workers, {args.burn} burners)")
+            print(f"   ours      base {res['base']['passed']} ({100 * res['base']['pass_at_1']:.1f}%)"
+                  f"  plus {res['plus']['passed']} ({100 * res['plus']['pass_at_1']:.1f}%)")
+            print(f"   published base {agreement['base']['published_passed']}  plus "
+                  f"{agreement['plus']['published_passed']}  (release notes: {pub_base}/{pub_plus} of {pub_n})")
+            print(f"   agreement base {agreement['base']['agree']}/{agreement['n_compared']}"
+                  f"  plus {agreement['plus']['agree']}/{agreement['n_compared']}")
+            for d in agreement["disagreements"]:
+                print(f"   differs {d['task_id']:<14} {','.join(d['differs']):<10} ours {d['ours']}  published {d['published']}")
+            print(f"   sandbox {json.dumps(score.meta['sandbox'])}  timing {json.dumps(score.meta['timing'])}")
+            sys.stdout.flush()
+    finally:
+        for p in burners:
+            p.terminate()
+    print()
+    print(markdown_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

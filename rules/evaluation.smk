@@ -1,0 +1,128 @@
+# Evaluation: the checkpoint through the serving path, scored by EvalPlus in the sandbox.
+#
+#   eval/{humaneval,mbpp}.samples.jsonl   one greedy sample per task (EvalPlus samples format)
+#   eval/{humaneval,mbpp}.json            base / plus pass@1 and per-task verdicts
+#   eval/table.md                         both, beside the paper's published numbers
+#
+# `snakemake rescore` scores the released StarCoder2-15B-Instruct-v0.1 samples (config rescore:)
+# into results/rescore/, with per-task agreement against the published verdicts.
+
+rule eval_generate:
+    input:
+        model=f"{RESULTS}/checkpoint",
+    output:
+        data=f"{RESULTS}/eval/{{dataset}}.samples.jsonl",
+        meta=f"{RESULTS}/eval/{{dataset}}.samples.jsonl.meta.json",
+    wildcard_constraints:
+        dataset="humaneval|mbpp",
+    params:
+        settings=json.dumps(
+            {
+                "model": {k: config["model"][k] for k in ("name", "revision")},
+                "serving": config["serving"],
+                "client": config["client"],
+                "generation": {},
+            },
+            sort_keys=True,
+        ),
+        evaluation=stage_params("evaluation"),
+    log:
+        job=f"{RESULTS}/logs/eval/{{dataset}}.generate.log",
+        server=f"{RESULTS}/logs/eval/{{dataset}}.server.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/eval/{{dataset}}.generate.tsv"
+    threads: GEN_THREADS
+    resources:
+        gpu=GEN_GPUS,
+        mem_mb=8000 if BACKEND == "cpu" else 64000,
+        runtime=120,
+    shell:
+        "selfalign eval generate --dataset {wildcards.dataset} --params {params.settings:q}"
+        " --eval-params {params.evaluation:q} --model-dir {input.model}"
+        " --server-log {log.server} --out {output.data} > {log.job} 2>&1"
+
+
+rule eval_score:
+    input:
+        f"{RESULTS}/eval/{{dataset}}.samples.jsonl",
+    output:
+        data=f"{RESULTS}/eval/{{dataset}}.json",
+        meta=f"{RESULTS}/eval/{{dataset}}.json.meta.json",
+    wildcard_constraints:
+        dataset="humaneval|mbpp",
+    params:
+        version=lambda wc: eval_version(wc.dataset),
+        data=eval_data_params(),
+        sandbox=json.dumps(EVAL["sandbox"], sort_keys=True),
+        limit=f"--limit {EVAL['limit']}" if EVAL["limit"] else "",
+    log:
+        f"{RESULTS}/logs/eval/{{dataset}}.score.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/eval/{{dataset}}.score.tsv"
+    threads: EVAL["sandbox"].get("workers", 2)
+    resources:
+        mem_mb=16000,
+        runtime=120,
+    shell:
+        "selfalign eval score --dataset {wildcards.dataset} --version {params.version}"
+        " --samples {input} --data-params {params.data:q} --sandbox {params.sandbox:q}"
+        " {params.limit} --out {output.data} > {log} 2>&1"
+
+
+rule eval_table:
+    input:
+        expand(f"{RESULTS}/eval/{{dataset}}.json", dataset=EVAL_DATASETS),
+    output:
+        f"{RESULTS}/eval/table.md",
+    log:
+        f"{RESULTS}/logs/eval/table.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "selfalign eval table --inputs {input} --out {output} > {log} 2>&1"
+
+
+rule rescore_dataset:
+    input:
+        samples=lambda wc: config["rescore"][wc.dataset]["samples"],
+    output:
+        data="results/rescore/{dataset}.json",
+        meta="results/rescore/{dataset}.json.meta.json",
+    wildcard_constraints:
+        dataset="humaneval|mbpp",
+    params:
+        version=lambda wc: eval_version(wc.dataset),
+        data=eval_data_params(),
+        sandbox=json.dumps(EVAL["sandbox"], sort_keys=True),
+        published=lambda wc: (
+            f"--published {config['rescore'][wc.dataset]['published']}"
+            if config["rescore"][wc.dataset].get("published")
+            else ""
+        ),
+    log:
+        "results/rescore/logs/{dataset}.log",
+    benchmark:
+        "results/rescore/benchmarks/{dataset}.tsv"
+    threads: EVAL["sandbox"].get("workers", 2)
+    resources:
+        mem_mb=16000,
+        runtime=120,
+    shell:
+        "selfalign eval score --dataset {wildcards.dataset} --version {params.version}"
+        " --samples {input.samples} {params.published} --data-params {params.data:q}"
+        " --sandbox {params.sandbox:q} --out {output.data} > {log} 2>&1"
+
+
+rule rescore:
+    input:
+        expand("results/rescore/{dataset}.json", dataset=sorted(config["rescore"])),
+    output:
+        "results/rescore/table.md",
+    log:
+        "results/rescore/logs/table.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "selfalign eval table --inputs {input} --out {output} > {log} 2>&1"

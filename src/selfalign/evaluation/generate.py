@@ -1,0 +1,172 @@
+"""Samples for EvalPlus from a checkpoint, through the same serving path as generation.
+
+One greedy completion per task (512 new tokens, stop at ``\\n```````), the upstream text-to-code
+prompt (:mod:`selfalign.evaluation.prompts`), sent with
+:func:`selfalign.generation.client.run_generation` to the server the config names (vLLM on a
+GPU, the CPU server in the tiny profile, or a running endpoint). Output is EvalPlus's samples
+format, one line per task in dataset order::
+
+    {"task_id": "HumanEval/0", "solution": "<code EvalPlus runs>", "completion": "<raw text>",
+     "finish_reason": "stop"}
+
+``solution`` is what upstream scored: for HumanEval the (stripped) task prompt the response
+prefix repeated plus the completion up to its first fence; for MBPP the completion up to its
+first fence. A request the server refuses keeps its line with an empty ``solution`` and an
+``error`` (scored as a failure, counted in the sidecar): a task never silently disappears.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import reject_unknown
+from ..generation.client import CompletionRequest, CompletionResult, SamplingParams, run_generation
+from ..generation.stages import StageSettings, serve
+from ..records import JsonObj, fingerprint
+from ..stage import StageStats
+from .prompts import EVAL_STOP, completion_code, eval_prompt
+
+log = logging.getLogger(__name__)
+
+#: Bump when how samples are built from completions changes: stale resumable parts are dropped.
+EVAL_GENERATE_VERSION = 1
+
+DATASETS = ("humaneval", "mbpp")
+
+
+@dataclass(frozen=True)
+class EvalParams:
+    """The ``evaluation:`` section: which releases, how to sample, how much to score."""
+
+    humaneval_version: str = "v0.1.9"
+    mbpp_version: str = "v0.1.0"
+    max_tokens: int = 512
+    temperature: float = 0.0
+    limit: int | None = None  # first N tasks of each dataset (tiny profile); null = all
+    mirrors: Sequence[str] = ()
+    cache_dir: str = "~/.cache/selfalign/benchmarks"
+    sandbox: Mapping[str, Any] = field(default_factory=dict)  # the scorer's (evaluation.score)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mirrors", tuple(self.mirrors))
+        if self.max_tokens < 1:
+            raise ValueError(f"evaluation.max_tokens must be >= 1, got {self.max_tokens}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"evaluation.limit must be null or >= 1, got {self.limit}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EvalParams:
+        reject_unknown(cls, data, "evaluation")
+        return cls(**data)
+
+    def version(self, dataset: str) -> str:
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}: expected humaneval or mbpp")
+        return self.humaneval_version if dataset == "humaneval" else self.mbpp_version
+
+    def sampling(self) -> SamplingParams:
+        return SamplingParams(
+            max_tokens=self.max_tokens, temperature=self.temperature, n=1, stop=EVAL_STOP
+        )
+
+
+def load_tasks(dataset: str, params: EvalParams) -> list[JsonObj]:
+    """The pinned release's tasks, cut to ``params.limit``."""
+    from ..benchdata import load_evalplus
+
+    tasks = load_evalplus(dataset, params.version(dataset), params.mirrors, params.cache_dir)
+    return tasks if params.limit is None else tasks[: params.limit]
+
+
+def eval_requests(dataset: str, tasks: Sequence[Mapping[str, Any]], sampling: SamplingParams) -> list[CompletionRequest]:
+    return [
+        CompletionRequest(index=i, id=str(task["task_id"]), prompt=eval_prompt(dataset, task).text, params=sampling)
+        for i, task in enumerate(tasks)
+    ]
+
+
+def sample_record(dataset: str, task: Mapping[str, Any], result: CompletionResult) -> JsonObj:
+    """One EvalPlus sample from one completion (see the module docstring)."""
+    if not result.ok:
+        return {"task_id": task["task_id"], "solution": "", "completion": "", "finish_reason": None,
+                "error": result.error}
+    text, finish_reason = result.choices[0]
+    code = completion_code(text)
+    prompt = eval_prompt(dataset, task)
+    if dataset == "humaneval":
+        # the response prefix ends with the task prompt: the model continues inside it
+        solution = prompt.response_prefix.split("```python\n", 1)[1] + code
+    else:
+        solution = code
+    return {"task_id": task["task_id"], "solution": solution, "completion": text,
+            "finish_reason": finish_reason}
+
+
+def generate_samples(
+    dataset: str,
+    out: str | os.PathLike[str],
+    settings: StageSettings,
+    params: EvalParams,
+    *,
+    model_dir: str | Path | None = None,
+    server_log: Path | None = None,
+    base_url: str | None = None,
+    show_progress: bool = True,
+) -> StageStats:
+    """Write ``out``: one EvalPlus sample per task of ``dataset``, in dataset order."""
+    tasks = load_tasks(dataset, params)
+    sampling = params.sampling()
+    requests = eval_requests(dataset, tasks, sampling)
+    by_index = dict(enumerate(tasks))
+
+    def make_record(request: CompletionRequest, result: CompletionResult) -> tuple[list[JsonObj], StageStats]:
+        stats = StageStats(n_in=1, n_out=1)
+        record = sample_record(dataset, by_index[request.index], result)
+        if "error" in record:
+            log.warning("%s: request failed: %s", request.id, record["error"])
+            stats.extra["failed_requests"] = 1
+        return [record], stats
+
+    value = {
+        "version": EVAL_GENERATE_VERSION,
+        "dataset": [dataset, params.version(dataset), params.limit],
+        "sampling": sampling.to_json(),
+        "model": [str(model_dir or settings.model.name), settings.model.revision],
+        "model_files": _model_digest(model_dir),
+    }
+
+    def run(url: str) -> StageStats:
+        return run_generation(
+            lambda: requests,
+            out,
+            settings.client_params(url),
+            make_record,
+            fingerprint_value=fingerprint(value),
+            desc=f"eval {dataset}",
+            show_progress=show_progress,
+        )
+
+    if base_url is not None:
+        stats = run(base_url)
+    else:
+        with serve(settings, model_dir=model_dir, log_path=server_log) as url:
+            stats = run(url)
+    stats.extra["dataset"] = dataset
+    stats.extra["dataset_version"] = params.version(dataset)
+    stats.extra["tasks"] = len(tasks)
+    stats.check_balance()
+    return stats
+
+
+def _model_digest(model_dir: str | Path | None) -> str | None:
+    if model_dir is None:
+        return None
+    from ..records import sha256_file
+
+    path = Path(model_dir)
+    return fingerprint({p.name: sha256_file(p) for p in sorted(path.iterdir()) if p.is_file()})

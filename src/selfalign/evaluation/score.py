@@ -1,0 +1,777 @@
+"""Scoring code samples on HumanEval+ / MBPP+ with EvalPlus, every sample run in the sandbox.
+
+One sandbox run per task: a short program, started in a fresh process inside a
+:class:`selfalign.sandbox.Sandbox` (gVisor by default), that
+
+1. computes the ground truth of the task's canonical solution on its base (then plus) inputs
+   with ``evalplus.gen.util.trusted_exec(record_time=True)`` *in the same sandbox*, so the
+   per-input reference times, and with them the time limits, are measured on the same (possibly
+   slow or loaded) machine as the sample, and
+2. checks the sample with ``evalplus.eval.untrusted_check`` against those outputs, with
+   evalplus 0.2.1's defaults (``fast_check``, ``min_time_limit=1.0``,
+   ``gt_time_limit_factor=4.0``): each input's limit is ``max(1 s, 4 x reference time)``.
+
+What is passed mirrors evalplus 0.2.1's ``evalplus/evaluate.py`` exactly: the solution is the
+sample's ``solution`` field, or the task's ``prompt`` + the sample's ``completion``; the
+reference is ``prompt + canonical_solution``; MBPP inputs go through
+``mbpp_deserialize_inputs`` (tuples, sets, complex numbers) and MBPP fail tests through
+``mbpp_serialize_inputs``; ``output_not_none`` is set for the MBPP tasks whose entry point is in
+``MBPP_OUTPUT_NOT_NONE_TASKS``; ``atol`` is the task's (evalplus >= 0.2.0 raises a zero ``atol``
+to 1e-6 when the expected value is a float); a failing task lists the one input it failed on
+(``fast_check``), none when it failed on the first input. Base and plus inputs are both always
+checked, and ``plus`` counts as passed only when ``base`` passed too (what evalplus reports as
+the "+" pass@1).
+
+evalplus itself is imported inside the sandbox from the host's site-packages directory, mounted
+read-only. The sandbox needs a ``/dev/shm`` (multiprocessing's semaphores) and a per-run
+memory limit of at least evalplus's own 4 GiB RLIMIT_AS (default 8 GiB here).
+
+Outcomes that are not evalplus's own: a task with no sample is a ``fail`` with reason
+``missing sample`` (counted, never dropped); a run that exceeds the sandbox's whole-program
+limit gives ``timeout`` for the parts it did not report; a broken sandbox is retried once, then
+gives ``error``. Only ``pass`` counts.
+
+Resumable: tasks are scored in units of ``tasks_per_unit`` through
+:class:`selfalign.records.ResumableOutput` (``<out>.tasks.jsonl.parts``), so a killed run
+only scores unfinished units on rerun, and the output's bytes equal those of an uninterrupted
+run. Run times and sandbox counts go to the sidecar, never into the output.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import logging
+import os
+import pickle
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ..benchdata import evalplus_release, fetch_pinned, read_gzip_jsonl
+from ..config import reject_unknown
+from ..records import (
+    JsonObj,
+    RecordError,
+    ResumableOutput,
+    UnitResult,
+    atomic_writer,
+    fingerprint,
+    iter_jsonl,
+    sha256_file,
+)
+from ..stage import progress_bar
+
+log = logging.getLogger(__name__)
+
+#: Bump when how verdicts become records changes: stale resumable parts are then dropped.
+SCORE_VERSION = 1
+
+DATASETS = ("humaneval", "mbpp")
+DEFAULT_VERSIONS = {"humaneval": "v0.1.9", "mbpp": "v0.1.0"}
+EVALPLUS_VERSION = "0.2.1"
+"""The evalplus release whose checker (and rules) we run; another installed version is refused."""
+
+#: pass@1 (percent) published in the StarCoder2-Instruct paper / model card, base and plus.
+PAPER_PASS_AT_1: dict[str, tuple[float, float]] = {
+    "humaneval": (72.6, 63.4),
+    "mbpp": (75.2, 61.2),
+}
+
+MISSING_SAMPLE = "missing sample"
+PARTS = ("base", "plus")
+
+
+class ScoreError(RuntimeError):
+    """Scoring cannot proceed (wrong evalplus version, a sandbox that never starts, ...)."""
+
+
+# ------------------------------------------------------------------------------------ params
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """Where the pinned EvalPlus release is found (see :func:`selfalign.benchdata.fetch_pinned`)."""
+
+    mirrors: list[str] = field(default_factory=list)
+    cache_dir: str = "~/.cache/selfalign/benchmarks"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DataParams:
+        reject_unknown(cls, data, "data")
+        made = cls(**dict(data))
+        if not isinstance(made.mirrors, list) or not all(isinstance(m, str) for m in made.mirrors):
+            raise ValueError("data.mirrors must be a list of directory paths")
+        return made
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mirrors": list(self.mirrors), "cache_dir": self.cache_dir}
+
+
+@dataclass(frozen=True)
+class ScoreParams:
+    """How samples are run.
+
+    ``timeout_s`` bounds one task's whole sandbox run (ground truth and both checks); the
+    per-input limits are evalplus's (``max(min_time_limit, gt_time_limit_factor x reference
+    time)``), so this is only a safety net. ``memory_mb`` is the run's RLIMIT_AS (evalplus sets
+    4 GiB itself inside, so it must be more). ``backend`` ``none`` needs ``allow_unsandboxed``.
+    """
+
+    backend: str = "gvisor"
+    memory_mb: int = 8192
+    nproc: int = 64
+    timeout_s: float = 300.0
+    min_time_limit: float = 1.0
+    gt_time_limit_factor: float = 4.0
+    workers: int = 2
+    tasks_per_unit: int = 8
+    allow_unsandboxed: bool = False
+    gvisor_platform: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ScoreParams:
+        reject_unknown(cls, data, "sandbox")
+        made = cls(**dict(data))
+        if made.backend not in ("gvisor", "bubblewrap", "none"):
+            raise ValueError(f"sandbox.backend must be gvisor, bubblewrap or none, got {made.backend!r}")
+        if made.backend == "none" and not made.allow_unsandboxed:
+            raise ValueError(
+                "sandbox.backend none runs samples unsandboxed on this machine: "
+                "set sandbox.allow_unsandboxed: true to accept that"
+            )
+        for name in ("workers", "tasks_per_unit", "nproc"):
+            if getattr(made, name) < 1:
+                raise ValueError(f"sandbox.{name} must be >= 1")
+        if made.memory_mb < 4096 + 512:
+            raise ValueError("sandbox.memory_mb must be >= 4608: evalplus itself sets a 4 GiB RLIMIT_AS")
+        for name in ("timeout_s", "min_time_limit", "gt_time_limit_factor"):
+            if getattr(made, name) <= 0:
+                raise ValueError(f"sandbox.{name} must be > 0")
+        return made
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def result_params(self) -> dict[str, Any]:
+        """The parameters that can change a verdict (not the worker count or unit size)."""
+        return {
+            k: v for k, v in self.to_dict().items() if k not in ("workers", "tasks_per_unit")
+        }
+
+
+# -------------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class Tasks:
+    """One pinned EvalPlus release, in dataset order."""
+
+    dataset: str
+    version: str
+    path: Path
+    sha256: str
+    tasks: list[JsonObj]
+
+    @property
+    def ids(self) -> list[str]:
+        return [t["task_id"] for t in self.tasks]
+
+
+def load_tasks(dataset: str, version: str | None, data: DataParams) -> Tasks:
+    """Every task of ``dataset`` at ``version`` (default: the release the paper used)."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    version = version or DEFAULT_VERSIONS[dataset]
+    url, sha256 = evalplus_release(dataset, version)
+    path = fetch_pinned(url, sha256, mirrors=data.mirrors, cache_dir=Path(data.cache_dir).expanduser())
+    return Tasks(dataset, version, path, sha256, read_gzip_jsonl(path))
+
+
+def _open_jsonl(path: Path) -> Iterator[tuple[int, JsonObj]]:
+    """``iter_jsonl`` for a plain or gzip-compressed file; errors name the file the user gave."""
+    if not path.name.endswith(".gz"):
+        yield from iter_jsonl(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="selfalign-samples-") as tmp:
+        plain = Path(tmp) / path.name[: -len(".gz")]
+        try:
+            with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        except (OSError, EOFError) as exc:
+            raise RecordError(path, 0, f"cannot decompress: {exc}") from None
+        try:
+            yield from iter_jsonl(plain)
+        except RecordError as exc:
+            prefix = f"{plain}:{exc.line}:" + (f" field {exc.field!r}:" if exc.field else "")
+            message = str(exc)[len(prefix) :].strip()
+            raise RecordError(path, exc.line, message, exc.field) from None
+
+
+def read_samples(path: str | os.PathLike[str], tasks: Tasks) -> dict[str, str]:
+    """``task_id -> solution`` from a samples JSONL (plain or ``.gz``), one sample per task.
+
+    A record needs a string ``task_id`` and a string ``solution`` or ``completion``; as in
+    evalplus, the solution is ``solution`` when present, else the task's prompt + ``completion``.
+    A ``task_id`` that is not in the release, a second sample for one task, or a missing or
+    mistyped field is a :class:`RecordError` naming the file, the line and the field.
+    """
+    by_id = {t["task_id"]: t for t in tasks.tasks}
+    raw, _ = _read_samples_raw(Path(path), set(by_id))
+    return {
+        task_id: text if kind == "solution" else by_id[task_id]["prompt"] + text
+        for task_id, (kind, text) in raw.items()
+    }
+
+
+def _read_samples_raw(
+    path: Path, known: set[str]
+) -> tuple[dict[str, tuple[str, str]], int]:
+    """``task_id -> (kind, text)`` where kind is ``solution`` or ``completion``; and the count."""
+    found: dict[str, tuple[str, str]] = {}
+    lines: dict[str, int] = {}
+    for line, record in _open_jsonl(path):
+        task_id = record.get("task_id")
+        if not isinstance(task_id, str):
+            raise RecordError(path, line, "missing or not a string", "task_id")
+        if task_id not in known:
+            raise RecordError(path, line, f"unknown task {task_id!r} (not in the EvalPlus release)", "task_id")
+        if task_id in found:
+            raise RecordError(
+                path, line, f"second sample for {task_id} (first on line {lines[task_id]}); scoring takes one per task", "task_id"
+            )
+        if "solution" in record:
+            kind = "solution"
+        elif "completion" in record:
+            kind = "completion"
+        else:
+            raise RecordError(path, line, "needs a 'completion' or a 'solution'", "completion")
+        if not isinstance(record[kind], str):
+            raise RecordError(path, line, f"expected str, got {type(record[kind]).__name__}", kind)
+        found[task_id] = (kind, record[kind])
+        lines[task_id] = line
+    return found, len(found)
+
+
+# ------------------------------------------------------------------------ one task's run
+
+#: What runs in the sandbox, after a first line that sets ``_JOB`` (pickled, base64) and
+#: ``_TAG`` (a per-run marker for the lines the host reads back). The sample itself runs in
+#: evalplus's forked child, with its stdout/stderr swallowed; only this parent prints tagged
+#: lines, after the child is gone, and the host takes the last tagged line of each part.
+_PROGRAM = """
+import copy, json, pickle, sys
+_job = pickle.loads(__import__("base64").b64decode(_JOB))
+sys.path.insert(0, _job["site"])
+import multiprocessing.heap as _heap
+_heap.Arena._dir_candidates = []  # no /dev/shm file arenas: anonymous mmap / tmp instead
+from evalplus.eval import untrusted_check
+from evalplus.gen.util import trusted_exec
+
+for _part in ("base", "plus"):
+    _inputs = _job[_part + "_input"]
+    try:
+        # A copy: a reference that mutates its arguments (Mbpp/635's heapify) must not change
+        # the inputs the sample then gets (evalplus loads its ground truth from a cache instead).
+        _expected, _ref_time = trusted_exec(
+            _job["reference"], copy.deepcopy(_inputs), _job["entry_point"],
+            record_time=True, output_not_none=_job["output_not_none"],
+        )
+    except BaseException as _exc:
+        print(_TAG + json.dumps({"part": _part, "error": "ground truth: %s: %s"
+                                  % (type(_exc).__name__, str(_exc)[:200])}), flush=True)
+        raise SystemExit(3)
+    _status, _details = untrusted_check(
+        _job["dataset"], _job["solution"], _inputs, _job["entry_point"],
+        expected=_expected, atol=_job["atol"], ref_time=_ref_time, fast_check=True,
+        min_time_limit=_job["min_time_limit"], gt_time_limit_factor=_job["gt_time_limit_factor"],
+    )
+    print(_TAG + json.dumps({"part": _part, "status": _status, "n_details": len(_details),
+                             "gt_seconds": sum(_ref_time)}), flush=True)
+"""
+
+
+def evalplus_site() -> str:
+    """The site-packages directory evalplus is installed in (mounted read-only in the sandbox)."""
+    try:
+        import evalplus
+    except ImportError as exc:
+        raise ScoreError(f"evalplus is not installed: pip install evalplus=={EVALPLUS_VERSION}") from exc
+    version = metadata.version("evalplus")
+    if version != EVALPLUS_VERSION:
+        raise ScoreError(
+            f"evalplus {version} is installed, but scoring pins evalplus=={EVALPLUS_VERSION} "
+            "(its comparison rules differ between releases)"
+        )
+    return str(Path(evalplus.__file__).resolve().parent.parent)
+
+
+def _inputs(dataset: str, task: JsonObj, part: str) -> list[Any]:
+    """A task's base/plus inputs as evalplus's loaders give them (MBPP: deserialized)."""
+    inputs = task[f"{part}_input"]
+    if dataset == "mbpp":
+        from evalplus.data.mbpp import mbpp_deserialize_inputs
+
+        inputs = mbpp_deserialize_inputs(task["task_id"], inputs)
+    return list(inputs)
+
+
+def _fail_tests(dataset: str, task_id: str, inputs: list[Any], status: str, n_details: int) -> list[Any]:
+    """evalplus's ``get_failed_tests`` without ``--test-details``: the one input it failed on."""
+    if status == "pass" or n_details == 0 or n_details >= len(inputs):
+        return []
+    failed = [inputs[n_details]]
+    if dataset == "mbpp":
+        from evalplus.data.mbpp import mbpp_serialize_inputs
+
+        failed = mbpp_serialize_inputs(task_id, failed)
+    # Tuples become lists, as in evalplus's JSON; anything else JSON cannot hold becomes repr.
+    result: list[Any] = json.loads(json.dumps(failed, default=repr))
+    return result
+
+
+def build_job(dataset: str, task: JsonObj, solution: str, params: ScoreParams, site: str) -> str:
+    """The program scoring ``solution`` on ``task`` in the sandbox; see ``_PROGRAM``."""
+    from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS
+
+    job = {
+        "site": site,
+        "dataset": dataset,
+        "solution": solution,
+        "reference": task["prompt"] + task["canonical_solution"],
+        "entry_point": task["entry_point"],
+        "atol": task["atol"],
+        "output_not_none": dataset == "mbpp" and task["entry_point"] in MBPP_OUTPUT_NOT_NONE_TASKS,
+        "base_input": _inputs(dataset, task, "base"),
+        "plus_input": _inputs(dataset, task, "plus"),
+        "min_time_limit": params.min_time_limit,
+        "gt_time_limit_factor": params.gt_time_limit_factor,
+    }
+    blob = base64.b64encode(pickle.dumps(job, protocol=4)).decode("ascii")
+    return f"_JOB = {blob!r}\n_TAG = {{tag!r}}\n" + _PROGRAM
+
+
+@dataclass
+class TaskOutcome:
+    """One task's verdict (``record``, for the output) and its run's facts (for the sidecar)."""
+
+    record: JsonObj
+    seconds: float = 0.0
+    gt_seconds: float = 0.0
+    sandbox_status: str = "none"
+    attempts: int = 0
+
+
+def _parse_lines(stdout: str, tag: str) -> dict[str, JsonObj]:
+    parts: dict[str, JsonObj] = {}
+    for line in stdout.splitlines():
+        if line.startswith(tag):
+            try:
+                obj = json.loads(line[len(tag) :])
+            except ValueError:
+                continue
+            if isinstance(obj, dict) and obj.get("part") in PARTS:
+                parts[obj["part"]] = obj
+    return parts
+
+
+def score_task(sandbox: Any, dataset: str, task: JsonObj, solution: str | None, params: ScoreParams, site: str) -> TaskOutcome:
+    """Score one task's sample in ``sandbox`` (a started :class:`selfalign.sandbox.Sandbox`)."""
+    task_id = task["task_id"]
+    if solution is None:
+        return TaskOutcome({"task_id": task_id, "base_status": "fail", "plus_status": "fail", "reason": MISSING_SAMPLE})
+    template = build_job(dataset, task, solution, params, site)
+    outcome = TaskOutcome({})
+    for attempt in (1, 2):
+        tag = f"EVALPLUS-VERDICT-{secrets.token_hex(8)} "
+        verdict = sandbox.run(template.replace("{tag!r}", repr(tag), 1), timeout_s=params.timeout_s)
+        outcome.attempts = attempt
+        outcome.seconds += verdict.seconds
+        outcome.sandbox_status = f"{verdict.status}:{verdict.reason}"
+        parts = _parse_lines(verdict.stdout_tail, tag)
+        if verdict.status == "error" and len(parts) < len(PARTS) and attempt == 1:
+            log.warning("%s: sandbox error (%s); retrying once", task_id, verdict.reason)
+            continue
+        break
+    record: JsonObj = {"task_id": task_id}
+    reasons = []
+    for part in PARTS:
+        got = parts.get(part)
+        if got is not None and "status" in got:
+            status = str(got["status"])
+            outcome.gt_seconds += float(got.get("gt_seconds", 0.0))
+            fails = _fail_tests(dataset, task_id, _inputs(dataset, task, part), status, int(got.get("n_details", 0)))
+        elif got is not None:
+            status, fails = "error", []
+            reasons.append(f"{part}: {got.get('error')}")
+        elif verdict.status == "timeout":
+            status, fails = "timeout", []
+            reasons.append(f"{part}: sandbox time limit ({params.timeout_s:g} s) reached")
+        else:
+            status, fails = "error", []
+            reasons.append(f"{part}: sandbox {verdict.status}:{verdict.reason}")
+        record[f"{part}_status"] = status
+        if fails:
+            record[f"{part}_fail_tests"] = fails
+    if reasons:
+        record["reason"] = "; ".join(reasons)
+    outcome.record = record
+    return outcome
+
+
+# ------------------------------------------------------------------------------ the stage
+
+
+def _sandbox(params: ScoreParams, site: str) -> Any:
+    from ..sandbox import Sandbox
+
+    return Sandbox(
+        params.backend,
+        timeout_s=params.timeout_s,
+        memory_bytes=params.memory_mb << 20,
+        nproc=params.nproc,
+        extra_ro_paths=(site,),
+        allow_unsandboxed=params.allow_unsandboxed,
+        gvisor_platform=params.gvisor_platform,
+        tail_bytes=64 << 10,
+    )
+
+
+def _units(n: int, per_unit: int) -> list[range]:
+    return [range(lo, min(n, lo + per_unit)) for lo in range(0, n, per_unit)]
+
+
+def _run_units(
+    resumable: ResumableOutput,
+    units: list[range],
+    tasks: list[JsonObj],
+    solutions: Mapping[str, str],
+    dataset: str,
+    params: ScoreParams,
+    site: str,
+    show_progress: bool,
+) -> None:
+    """Score every task of the units not yet done, ``params.workers`` sandboxes in parallel."""
+    done = resumable.done_units()
+    todo = [u for u in range(len(units)) if u not in done]
+    initial = sum(len(units[u]) for u in done if u < len(units))
+    bar = progress_bar(desc=f"score {dataset}", total=len(tasks), unit="task", initial=initial, enabled=show_progress)
+    queue = iter([(u, i) for u in todo for i in units[u]])
+    lock = threading.Lock()
+    pending: dict[int, dict[int, TaskOutcome]] = {u: {} for u in todo}
+    errors: list[BaseException] = []
+
+    def finish(unit: int, index: int, outcome: TaskOutcome) -> None:
+        pending[unit][index] = outcome
+        bar.update(1)
+        if len(pending[unit]) == len(units[unit]):
+            finished = pending.pop(unit)
+            outcomes = [finished[i] for i in units[unit]]
+            stats = {
+                "seconds": round(sum(o.seconds for o in outcomes), 3),
+                "gt_seconds": round(sum(o.gt_seconds for o in outcomes), 3),
+                "max_seconds": round(max(o.seconds for o in outcomes), 3),
+                "sandbox": dict(Counter(o.sandbox_status for o in outcomes if o.attempts)),
+                "retries": sum(max(0, o.attempts - 1) for o in outcomes),
+            }
+            resumable.write_unit(unit, UnitResult([o.record for o in outcomes], stats))
+
+    def work() -> None:
+        sandbox = None
+        try:
+            while True:
+                with lock:
+                    if errors:
+                        return
+                    item = next(queue, None)
+                if item is None:
+                    return
+                unit, index = item
+                task = tasks[index]
+                solution = solutions.get(task["task_id"])
+                if solution is not None and sandbox is None:
+                    sandbox = _sandbox(params, site)
+                    sandbox.start()
+                outcome = score_task(sandbox, dataset, task, solution, params, site)
+                with lock:
+                    finish(unit, index, outcome)
+        except BaseException as exc:  # noqa: B036 - re-raised by the caller
+            with lock:
+                errors.append(exc)
+        finally:
+            if sandbox is not None:
+                sandbox.close()
+
+    n_workers = max(1, min(params.workers, sum(len(units[u]) for u in todo)))
+    threads = [threading.Thread(target=work, name=f"score-{i}", daemon=True) for i in range(n_workers)] if todo else []
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        bar.close()
+    if errors:
+        raise errors[0]
+
+
+def _pass_at_1(passed: int, n: int) -> float:
+    return round(passed / n, 6) if n else 0.0
+
+
+def summarize(records: Sequence[JsonObj]) -> tuple[int, int]:
+    """``(base passed, plus passed)``; plus counts only where base passed too (evalplus's "+")."""
+    base = sum(r["base_status"] == "pass" for r in records)
+    plus = sum(r["base_status"] == "pass" and r["plus_status"] == "pass" for r in records)
+    return base, plus
+
+
+@dataclass
+class ScoreResult:
+    """What :func:`run_score` wrote (``result`` is the output file's content) and its facts."""
+
+    result: JsonObj
+    meta: JsonObj
+
+
+def run_score(
+    samples: str | os.PathLike[str],
+    dataset: str,
+    out: str | os.PathLike[str],
+    *,
+    version: str | None = None,
+    data: DataParams | None = None,
+    params: ScoreParams | None = None,
+    limit: int | None = None,
+    published: str | os.PathLike[str] | None = None,
+    show_progress: bool = True,
+) -> ScoreResult:
+    """Score ``samples`` on ``dataset`` (first ``limit`` tasks) and write ``out`` (JSON).
+
+    ``out`` gets ``{dataset, version, data_sha256, evalplus_version, n_tasks, n_samples,
+    missing_samples, base: {passed, pass_at_1}, plus: {passed, pass_at_1}, tasks: {task_id:
+    {base_status, plus_status, base_fail_tests?, plus_fail_tests?, reason?}}}`` (tasks in
+    dataset order), plus ``agreement`` (see :func:`compare_with_published`) when ``published``
+    is given. Timings and sandbox counts are returned in ``meta``, for the sidecar.
+    """
+    started = time.time()
+    data = data or DataParams()
+    params = params or ScoreParams()
+    site = evalplus_site()
+    release = load_tasks(dataset, version, data)
+    if limit is not None and limit < 1:
+        raise ValueError("limit must be >= 1")
+    tasks = release.tasks[:limit] if limit is not None else release.tasks
+    samples_path = Path(samples)
+    solutions = read_samples(samples_path, release)
+    in_scope = {t["task_id"] for t in tasks}
+    solutions_in_scope = {k: v for k, v in solutions.items() if k in in_scope}
+    out = Path(out)
+    parts_output = out.with_name(out.name + ".tasks.jsonl")
+    units = _units(len(tasks), params.tasks_per_unit)
+    resumable = ResumableOutput(
+        parts_output,
+        fingerprint(
+            {
+                "stage": "eval.score",
+                "version": SCORE_VERSION,
+                "dataset": dataset,
+                "release": release.version,
+                "data_sha256": release.sha256,
+                "samples_sha256": sha256_file(samples_path),
+                "n_tasks": len(tasks),
+                "tasks_per_unit": params.tasks_per_unit,
+                "evalplus": metadata.version("evalplus"),
+                "params": params.result_params(),
+            }
+        ),
+    )
+    resumed = len(resumable.done_units())
+    if resumed:
+        log.info("%s: resuming, %d of %d unit(s) already done", out, resumed, len(units))
+    _run_units(resumable, units, tasks, solutions_in_scope, dataset, params, site, show_progress)
+    unit_stats = resumable.finalize(len(units))
+    records = [rec for _, rec in iter_jsonl(parts_output)]
+    parts_output.unlink()
+    if [r["task_id"] for r in records] != [t["task_id"] for t in tasks]:
+        raise ScoreError(f"{out}: scored tasks do not match the release's order (stale parts?)")
+    base, plus = summarize(records)
+    n = len(records)
+    missing = sum(r.get("reason") == MISSING_SAMPLE for r in records)
+    result: JsonObj = {
+        "dataset": dataset,
+        "version": release.version,
+        "data_sha256": release.sha256,
+        "evalplus_version": metadata.version("evalplus"),
+        "n_tasks": n,
+        "n_samples": len(solutions_in_scope),
+        "missing_samples": missing,
+        "base": {"passed": base, "pass_at_1": _pass_at_1(base, n)},
+        "plus": {"passed": plus, "pass_at_1": _pass_at_1(plus, n)},
+        "tasks": {r["task_id"]: {k: v for k, v in r.items() if k != "task_id"} for r in records},
+    }
+    if published is not None:
+        result["agreement"] = compare_with_published(result, published)
+    write_result(out, result)
+    statuses: Counter[str] = Counter()
+    for r in records:
+        for part in PARTS:
+            statuses[f"{part}:{r[f'{part}_status']}"] += 1
+    sandbox_counts: Counter[str] = Counter()
+    for s in unit_stats:
+        sandbox_counts.update(s.get("sandbox", {}))
+    meta: JsonObj = {
+        "counts": {"tasks": n, "samples": len(solutions_in_scope), "missing_samples": missing,
+                   "base_passed": base, "plus_passed": plus,
+                   "samples_outside_limit": len(solutions) - len(solutions_in_scope)},
+        "statuses": dict(sorted(statuses.items())),
+        "timing": {
+            "sandbox_seconds": round(sum(s.get("seconds", 0.0) for s in unit_stats), 3),
+            "ground_truth_seconds": round(sum(s.get("gt_seconds", 0.0) for s in unit_stats), 3),
+            "max_task_seconds": max((s.get("max_seconds", 0.0) for s in unit_stats), default=0.0),
+            "wall_seconds": round(time.time() - started, 3),
+        },
+        "sandbox": {"verdicts": dict(sorted(sandbox_counts.items())),
+                    "retries": sum(s.get("retries", 0) for s in unit_stats),
+                    "units": len(units), "units_resumed": resumed},
+        "inputs": [str(samples_path), str(release.path), *([str(published)] if published else [])],
+        "params": {"dataset": dataset, "version": release.version, "limit": limit,
+                   "data": data.to_dict(), "sandbox": params.to_dict()},
+    }
+    return ScoreResult(result, meta)
+
+
+def write_result(out: str | os.PathLike[str], result: Mapping[str, Any]) -> None:
+    """Write the result JSON deterministically: keys in the order built, tasks in dataset order."""
+    with atomic_writer(out) as handle:
+        json.dump(result, handle, indent=1, ensure_ascii=False)
+        handle.write("\n")
+
+
+# ---------------------------------------------------------------------------- comparison
+
+
+def load_published(path: str | os.PathLike[str]) -> dict[str, JsonObj]:
+    """``task_id -> {base_status, plus_status}`` of a published evalplus ``eval_results.json``
+    (plain or ``.gz``); the first sample of each task."""
+    path = Path(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        try:
+            doc = json.load(handle)
+        except ValueError as exc:
+            raise RecordError(path, 0, f"not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("eval"), dict):
+        raise RecordError(path, 0, "expected an evalplus result object with an 'eval' mapping", "eval")
+    found: dict[str, JsonObj] = {}
+    for task_id, runs in doc["eval"].items():
+        if not isinstance(runs, list) or not runs or not isinstance(runs[0], dict):
+            raise RecordError(path, 0, f"eval[{task_id!r}] must be a non-empty list of objects", "eval")
+        found[task_id] = {"base_status": runs[0].get("base_status"), "plus_status": runs[0].get("plus_status")}
+    return found
+
+
+def _passes(entry: Mapping[str, Any]) -> tuple[bool, bool]:
+    base = entry.get("base_status") == "pass"
+    return base, base and entry.get("plus_status") == "pass"
+
+
+def compare_with_published(result: Mapping[str, Any], published: str | os.PathLike[str]) -> JsonObj:
+    """Agreement of ``result`` (our output) with a published evalplus result file, per task.
+
+    Compared: whether each task passes base, and whether it passes plus (base and plus, as
+    evalplus counts it), over the tasks we scored. ``disagreements`` lists the tasks where
+    either differs, with both sides' raw statuses.
+    """
+    theirs = load_published(published)
+    ours: Mapping[str, Mapping[str, Any]] = result["tasks"]
+    compared = [t for t in ours if t in theirs]
+    agree = {"base": 0, "plus": 0}
+    totals = {"ours": [0, 0], "published": [0, 0]}
+    disagreements = []
+    for task_id in compared:
+        mine, other = _passes(ours[task_id]), _passes(theirs[task_id])
+        for i in range(2):
+            totals["ours"][i] += mine[i]
+            totals["published"][i] += other[i]
+        agree["base"] += mine[0] == other[0]
+        agree["plus"] += mine[1] == other[1]
+        if mine != other:
+            disagreements.append(
+                {
+                    "task_id": task_id,
+                    "differs": [p for p, a, b in zip(PARTS, mine, other, strict=True) if a != b],
+                    "ours": {p: ours[task_id][f"{p}_status"] for p in PARTS},
+                    "published": {p: theirs[task_id][f"{p}_status"] for p in PARTS},
+                }
+            )
+    return {
+        "published": Path(published).name,
+        "published_sha256": sha256_file(published),
+        "n_compared": len(compared),
+        "not_in_published": [t for t in ours if t not in theirs],
+        "base": {"agree": agree["base"], "ours_passed": totals["ours"][0], "published_passed": totals["published"][0]},
+        "plus": {"agree": agree["plus"], "ours_passed": totals["ours"][1], "published_passed": totals["published"][1]},
+        "disagreements": disagreements,
+    }
+
+
+# --------------------------------------------------------------------------------- table
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def markdown_table(results: Sequence[Mapping[str, Any]]) -> str:
+    """base/plus pass@1 per scored file, beside the paper's numbers and the agreement if any."""
+    lines = [
+        "| dataset | release | tasks | base pass@1 | plus pass@1 | paper base | paper plus | agreement base | agreement plus |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for res in results:
+        paper = PAPER_PASS_AT_1.get(res["dataset"])
+        agreement = res.get("agreement")
+        if agreement:
+            n = agreement["n_compared"]
+            agree = [f"{agreement[p]['agree']}/{n}" for p in PARTS]
+        else:
+            agree = ["–", "–"]
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    {"humaneval": "HumanEval(+)", "mbpp": "MBPP(+)"}.get(res["dataset"], res["dataset"]),
+                    str(res["version"]),
+                    str(res["n_tasks"]),
+                    f"{_pct(res['base']['pass_at_1'])} ({res['base']['passed']})",
+                    f"{_pct(res['plus']['pass_at_1'])} ({res['plus']['passed']})",
+                    f"{paper[0]:.1f}" if paper else "–",
+                    f"{paper[1]:.1f}" if paper else "–",
+                    *agree,
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_table(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> str:
+    """Read score files and write :func:`markdown_table` of them to ``out``; returns the text."""
+    results = []
+    for path in inputs:
+        with open(path, encoding="utf-8") as handle:
+            results.append(json.load(handle))
+    text = markdown_table(results)
+    with atomic_writer(out) as handle:
+        handle.write(text)
+    return text
