@@ -27,7 +27,6 @@ import ast
 import logging
 import os
 import re
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -244,9 +243,9 @@ def run_execution(
             tasks = _unit_tasks(records, path, stats)
             verdicts = pool.run_many([t.code for t in tasks], timeout_s=params.timeout_s)
             kept: list[JsonObj] = []
-            seconds: Counter[str] = Counter()
+            seconds: dict[str, float] = {}
             for task, verdict in zip(tasks, verdicts, strict=True):
-                seconds[verdict.status] += verdict.seconds
+                seconds[verdict.status] = seconds.get(verdict.status, 0.0) + verdict.seconds
                 if verdict.status == "pass":
                     kept.append(_output_record(task, verdict.status, verdict.reason, params))
                     stats.n_out += 1

@@ -49,7 +49,7 @@ def _from_dataset(spec: ImportSpec) -> Iterator[JsonObj]:
     if spec.data_files:
         kwargs["data_files"] = spec.data_files
     ds = datasets.load_dataset(spec.dataset, **kwargs)
-    label = spec.dataset if not spec.data_files else f"{spec.dataset}:{','.join(spec.data_files)}"
+    label = f"{spec.dataset}" if not spec.data_files else f"{spec.dataset}:{','.join(spec.data_files)}"
     for row_index, row in enumerate(ds):
         for field_name in (spec.content_field, spec.id_field):
             if field_name is not None and field_name not in row:
