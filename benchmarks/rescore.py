@@ -3,8 +3,10 @@
 Scores all 164 HumanEval+ and 399 MBPP+ tasks with ``selfalign.evaluation.score.run_score``
 (evalplus 0.2.1 inside the gVisor sandbox, time limits from the ground truth measured in the same
 sandbox), then prints the totals, the agreement with upstream's published ``eval_results`` and
-the wall time. ``--burn N`` runs N CPU-burning processes alongside, to show that scores do not
-drop on a loaded machine.
+the wall time. The baseline is the published verdicts: the agreement ratio is printed per
+dataset. ``--burn N`` scores every dataset twice in the same run, first on the idle machine (the
+baseline) and then with N CPU-burning processes alongside, and prints the loaded/idle ratio of
+the pass counts (1.000 = scores do not drop under load) and of the wall times.
 
     .venv/bin/python benchmarks/rescore.py --out-dir /tmp/rescore --workers 2
     .venv/bin/python benchmarks/rescore.py --out-dir /tmp/rescore-load --workers 2 --burn 2
@@ -43,41 +45,55 @@ def main() -> int:
 
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    burners = [multiprocessing.Process(target=_burn, daemon=True) for _ in range(args.burn)]
-    for p in burners:
-        p.start()
     results = []
-    try:
-        for dataset in args.datasets:
-            started = time.time()
-            score = run_score(
-                SHARED / "upstream" / f"sc2-15b-instruct-{dataset}-samples.jsonl.gz",
-                dataset,
-                out_dir / f"{dataset}.json",
-                data=DataParams(mirrors=[str(SHARED / "evalplus")]),
-                params=ScoreParams(backend=args.backend, workers=args.workers),
-                limit=args.limit,
-                published=SHARED / "upstream" / f"sc2-15b-instruct-{dataset}-eval-results.json.gz",
-            )
-            wall = time.time() - started
-            res, agreement = score.result, score.result["agreement"]
-            results.append(res)
-            pub_base, pub_plus, pub_n = PUBLISHED_TOTALS[dataset]
-            print(f"== {dataset} {res['version']}: {res['n_tasks']} tasks, wall {wall:.1f} s "
-                  f"({args.workers} workers, {args.burn} burners)")
-            print(f"   ours      base {res['base']['passed']} ({100 * res['base']['pass_at_1']:.1f}%)"
-                  f"  plus {res['plus']['passed']} ({100 * res['plus']['pass_at_1']:.1f}%)")
-            print(f"   published base {agreement['base']['published_passed']}  plus "
-                  f"{agreement['plus']['published_passed']}  (release notes: {pub_base}/{pub_plus} of {pub_n})")
-            print(f"   agreement base {agreement['base']['agree']}/{agreement['n_compared']}"
-                  f"  plus {agreement['plus']['agree']}/{agreement['n_compared']}")
-            for d in agreement["disagreements"]:
-                print(f"   differs {d['task_id']:<14} {','.join(d['differs']):<10} ours {d['ours']}  published {d['published']}")
-            print(f"   sandbox {json.dumps(score.meta['sandbox'])}  timing {json.dumps(score.meta['timing'])}")
-            sys.stdout.flush()
-    finally:
+    idle: dict[str, tuple[int, int, float]] = {}
+    rounds = [0, args.burn] if args.burn else [0]
+    for burn in rounds:
+        burners = [multiprocessing.Process(target=_burn, daemon=True) for _ in range(burn)]
         for p in burners:
-            p.terminate()
+            p.start()
+        try:
+            for dataset in args.datasets:
+                started = time.time()
+                out = out_dir / (f"{dataset}.json" if burn == 0 else f"{dataset}.burn{burn}.json")
+                score = run_score(
+                    SHARED / "upstream" / f"sc2-15b-instruct-{dataset}-samples.jsonl.gz",
+                    dataset,
+                    out,
+                    data=DataParams(mirrors=[str(SHARED / "evalplus")]),
+                    params=ScoreParams(backend=args.backend, workers=args.workers),
+                    limit=args.limit,
+                    published=SHARED / "upstream" / f"sc2-15b-instruct-{dataset}-eval-results.json.gz",
+                )
+                wall = time.time() - started
+                res, agreement = score.result, score.result["agreement"]
+                base, plus = res["base"]["passed"], res["plus"]["passed"]
+                pub_base, pub_plus, pub_n = PUBLISHED_TOTALS[dataset]
+                print(f"== {dataset} {res['version']}: {res['n_tasks']} tasks, wall {wall:.1f} s "
+                      f"({args.workers} workers, {burn} burners)")
+                print(f"   ours      base {base} ({100 * res['base']['pass_at_1']:.1f}%)"
+                      f"  plus {plus} ({100 * res['plus']['pass_at_1']:.1f}%)")
+                print(f"   published base {agreement['base']['published_passed']}  plus "
+                      f"{agreement['plus']['published_passed']}  (release notes: {pub_base}/{pub_plus} of {pub_n})")
+                n = agreement["n_compared"]
+                print(f"   agreement with published: base {agreement['base']['agree']}/{n}"
+                      f" ({agreement['base']['agree'] / n:.3f}), plus {agreement['plus']['agree']}/{n}"
+                      f" ({agreement['plus']['agree'] / n:.3f})")
+                for d in agreement["disagreements"]:
+                    print(f"   differs {d['task_id']:<14} {','.join(d['differs']):<10} ours {d['ours']}  "
+                          f"published {d['published']}")
+                print(f"   sandbox {json.dumps(score.meta['sandbox'])}  timing {json.dumps(score.meta['timing'])}")
+                if burn == 0:
+                    idle[dataset] = (base, plus, wall)
+                    results.append(res)
+                else:
+                    b0, p0, w0 = idle[dataset]
+                    print(f"   loaded/idle: base {base / max(b0, 1):.3f}, plus {plus / max(p0, 1):.3f}, "
+                          f"wall {wall / w0:.2f}x")
+                sys.stdout.flush()
+        finally:
+            for p in burners:
+                p.terminate()
     print()
     print(markdown_table(results))
     return 0
