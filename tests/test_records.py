@@ -119,3 +119,15 @@ def test_concat_merges_shard_stats_without_inflating_shared_descriptions() -> No
     assert merged == {"benchmarks": {"strings": {"humaneval_solutions": 161}}, "removed_per_benchmark": {"x": 2}, "ids": ["a", "b"]}
     with pytest.raises(ValueError, match="disagree"):
         _merge_extra([shard, {**other, "benchmarks": {"strings": {}}}])
+
+
+def test_gzip_jsonl_is_read_with_the_same_checks(tmp_path: Path) -> None:
+    import gzip
+
+    good = tmp_path / "rows.jsonl.gz"
+    good.write_bytes(gzip.compress(b'{"id": "a"}\n{"id": "b"}\n'))
+    assert [r["id"] for _, r in iter_jsonl(good, {"id": str})] == ["a", "b"]
+    bad = tmp_path / "bad.jsonl.gz"
+    bad.write_bytes(gzip.compress(b'{"id": "a"}\n{"id": 3}\n'))
+    with pytest.raises(RecordError, match=r"bad\.jsonl\.gz:2: field 'id': expected str, got int"):
+        list(iter_jsonl(bad, {"id": str}))

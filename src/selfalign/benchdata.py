@@ -22,10 +22,8 @@ exactly; the sidecar names the source so that the difference is visible.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import http.client
-import json
 import os
 import urllib.error
 import urllib.parse
@@ -37,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import reject_unknown
-from .records import JsonObj, RecordError, atomic_writer, sha256_file
+from .records import JsonObj, atomic_writer, read_jsonl, sha256_file
 
 #: Pinned EvalPlus releases: ``(dataset, version) -> (url, sha256 of the .jsonl.gz)``. The hashes
 #: are those of the release assets (also listed in the shared data folder's ``SHA256SUMS``).
@@ -177,19 +175,9 @@ def fetch_pinned(
 
 def read_gzip_jsonl(path: Path) -> list[JsonObj]:
     """Rows of a gzip-compressed JSONL file, with the file and line of any bad row."""
-    rows: list[JsonObj] = []
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RecordError(path, lineno, f"not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise RecordError(path, lineno, f"expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
+    if not str(path).endswith(".gz"):
+        raise ValueError(f"{path}: expected a .gz file")
+    return read_jsonl(path)
 
 
 def evalplus_release(dataset: str, version: str) -> tuple[str, str]:

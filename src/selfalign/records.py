@@ -7,6 +7,7 @@ with the file, the line number and the field, never a silent drop.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -42,13 +43,15 @@ def iter_jsonl(
     path: str | os.PathLike[str],
     required: Mapping[str, type | tuple[type, ...]] | None = None,
 ) -> Iterator[tuple[int, JsonObj]]:
-    """Yield ``(line_number, record)`` from a JSONL file, validating each line.
+    """Yield ``(line_number, record)`` from a JSONL file (gzip-compressed if it ends in
+    ``.gz``), validating each line.
 
     ``required`` maps field names to the type (or tuple of types) each record must carry.
     Blank lines are an error too: they are not something our writers produce.
     """
     required = dict(required or {})
-    with open(path, encoding="utf-8") as handle:
+    opened = gzip.open(path, "rt", encoding="utf-8") if str(path).endswith(".gz") else open(path, encoding="utf-8")
+    with opened as handle:
         for lineno, line in enumerate(handle, start=1):
             if not line.endswith("\n"):
                 raise RecordError(path, lineno, "truncated line (no trailing newline): was the file cut short?")

@@ -46,12 +46,10 @@ import logging
 import os
 import pickle
 import secrets
-import shutil
-import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
@@ -197,26 +195,6 @@ def load_tasks(dataset: str, version: str | None, data: DataParams) -> Tasks:
     return Tasks(dataset, version, path, sha256, read_gzip_jsonl(path))
 
 
-def _open_jsonl(path: Path) -> Iterator[tuple[int, JsonObj]]:
-    """``iter_jsonl`` for a plain or gzip-compressed file; errors name the file the user gave."""
-    if not path.name.endswith(".gz"):
-        yield from iter_jsonl(path)
-        return
-    with tempfile.TemporaryDirectory(prefix="selfalign-samples-") as tmp:
-        plain = Path(tmp) / path.name[: -len(".gz")]
-        try:
-            with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        except (OSError, EOFError) as exc:
-            raise RecordError(path, 0, f"cannot decompress: {exc}") from None
-        try:
-            yield from iter_jsonl(plain)
-        except RecordError as exc:
-            prefix = f"{plain}:{exc.line}:" + (f" field {exc.field!r}:" if exc.field else "")
-            message = str(exc)[len(prefix) :].strip()
-            raise RecordError(path, exc.line, message, exc.field) from None
-
-
 def read_samples(path: str | os.PathLike[str], tasks: Tasks) -> dict[str, str]:
     """``task_id -> solution`` from a samples JSONL (plain or ``.gz``), one sample per task.
 
@@ -239,7 +217,7 @@ def _read_samples_raw(
     """``task_id -> (kind, text)`` where kind is ``solution`` or ``completion``; and the count."""
     found: dict[str, tuple[str, str]] = {}
     lines: dict[str, int] = {}
-    for line, record in _open_jsonl(path):
+    for line, record in iter_jsonl(path):
         task_id = record.get("task_id")
         if not isinstance(task_id, str):
             raise RecordError(path, line, "missing or not a string", "task_id")
