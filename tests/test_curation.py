@@ -194,6 +194,14 @@ def test_clean_dedups_and_diversifies_in_the_seeded_order(tmp_path: Path) -> Non
     assert again.read_bytes() == out.read_bytes()
 
 
+def test_clean_names_file_line_and_field_of_bad_input(tmp_path: Path) -> None:
+    path = write(tmp_path / "sanitized.jsonl", [{"id": "a", "instruction": "x", "response": response()},
+                                                {"id": "b", "instruction": "y"}])
+    with pytest.raises(RecordError, match=r"sanitized\.jsonl:2: field 'response': missing"):
+        run_clean(path, tmp_path / "cleaned.jsonl", CleanParams(), show_progress=False)
+    assert not (tmp_path / "cleaned.jsonl").exists()
+
+
 def test_smart_rewrite_is_per_record_and_follows_upstream_rules() -> None:
     params = SmartParams()
     text = split_sections(response()).raw()

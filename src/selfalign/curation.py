@@ -55,7 +55,14 @@ from typing import Any
 import numpy as np
 
 from .config import reject_unknown
-from .records import JsonObj, RecordError, atomic_writer, count_lines, dumps, iter_jsonl
+from .records import (
+    JsonObj,
+    atomic_writer,
+    count_lines,
+    dumps,
+    iter_jsonl,
+    iter_jsonl_offsets,
+)
 from .stage import StageStats, progress_bar
 
 log = logging.getLogger(__name__)
@@ -315,36 +322,21 @@ class _CleanEntry:
 
 def _scan_for_clean(path: Path, show_progress: bool) -> list[_CleanEntry]:
     entries: list[_CleanEntry] = []
+    required = {"id": str, "instruction": str, "response": str}
     bar = progress_bar(desc="clean: read", total=count_lines(path), unit="rec", enabled=show_progress)
-    with open(path, "rb") as handle:
-        line_no = 0
-        while True:
-            offset = handle.tell()
-            raw = handle.readline()
-            if not raw:
-                break
-            line_no += 1
-            if not raw.strip():
-                raise RecordError(path, line_no, "empty line")
-            try:
-                record = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise RecordError(path, line_no, f"invalid JSON: {exc.msg}") from None
-            for name in ("id", "instruction", "response"):
-                if not isinstance(record.get(name), str):
-                    raise RecordError(path, line_no, f"field {name!r} must be a string", name)
-            blocks = code_blocks(record["response"])
-            entries.append(
-                _CleanEntry(
-                    line=line_no,
-                    offset=offset,
-                    words=len(record["instruction"].split()),
-                    key_i=_key(record["instruction"]),
-                    key_r=_key(record["response"]),
-                    first_block=blocks[0] if blocks else None,
-                )
+    for line_no, offset, record in iter_jsonl_offsets(path, required):
+        blocks = code_blocks(record["response"])
+        entries.append(
+            _CleanEntry(
+                line=line_no,
+                offset=offset,
+                words=len(record["instruction"].split()),
+                key_i=_key(record["instruction"]),
+                key_r=_key(record["response"]),
+                first_block=blocks[0] if blocks else None,
             )
-            bar.update(1)
+        )
+        bar.update(1)
     bar.close()
     return entries
 

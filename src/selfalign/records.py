@@ -39,42 +39,62 @@ def dumps(record: Mapping[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
-def iter_jsonl(
-    path: str | os.PathLike[str],
-    required: Mapping[str, type | tuple[type, ...]] | None = None,
-) -> Iterator[tuple[int, JsonObj]]:
+Required = Mapping[str, type | tuple[type, ...]]
+
+
+def parse_jsonl_line(path: str | os.PathLike[str], lineno: int, line: str | bytes, required: Required) -> JsonObj:
+    """One JSONL line as a record, or a :class:`RecordError` naming file, line and field."""
+    ends = line.endswith("\n") if isinstance(line, str) else line.endswith(b"\n")
+    if not ends:
+        raise RecordError(path, lineno, "truncated line (no trailing newline): was the file cut short?")
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise RecordError(path, lineno, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(record, dict):
+        raise RecordError(path, lineno, f"expected a JSON object, got {type(record).__name__}")
+    for field, kind in required.items():
+        if field not in record:
+            raise RecordError(path, lineno, "missing", field=field)
+        if not isinstance(record[field], kind) or (kind is int and isinstance(record[field], bool)):
+            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            raise RecordError(path, lineno, f"expected {names}, got {type(record[field]).__name__}", field=field)
+    return record
+
+
+def iter_jsonl(path: str | os.PathLike[str], required: Required | None = None) -> Iterator[tuple[int, JsonObj]]:
     """Yield ``(line_number, record)`` from a JSONL file (gzip-compressed if it ends in
     ``.gz``), validating each line.
 
     ``required`` maps field names to the type (or tuple of types) each record must carry.
     Blank lines are an error too: they are not something our writers produce.
     """
-    required = dict(required or {})
+    fields = dict(required or {})
     opened = gzip.open(path, "rt", encoding="utf-8") if str(path).endswith(".gz") else open(path, encoding="utf-8")
     with opened as handle:
         for lineno, line in enumerate(handle, start=1):
-            if not line.endswith("\n"):
-                raise RecordError(path, lineno, "truncated line (no trailing newline): was the file cut short?")
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RecordError(path, lineno, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(record, dict):
-                raise RecordError(path, lineno, f"expected a JSON object, got {type(record).__name__}")
-            for field, kind in required.items():
-                if field not in record:
-                    raise RecordError(path, lineno, "missing", field=field)
-                if not isinstance(record[field], kind) or (kind is int and isinstance(record[field], bool)):
-                    names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-                    raise RecordError(
-                        path, lineno, f"expected {names}, got {type(record[field]).__name__}", field=field
-                    )
-            yield lineno, record
+            yield lineno, parse_jsonl_line(path, lineno, line, fields)
 
 
-def read_jsonl(
-    path: str | os.PathLike[str], required: Mapping[str, type | tuple[type, ...]] | None = None
-) -> list[JsonObj]:
+def iter_jsonl_offsets(
+    path: str | os.PathLike[str], required: Required | None = None
+) -> Iterator[tuple[int, int, JsonObj]]:
+    """:func:`iter_jsonl` for an uncompressed file, with each line's byte offset:
+    ``(line_number, offset, record)``, for stages that seek back to records instead of
+    holding them all in memory."""
+    fields = dict(required or {})
+    with open(path, "rb") as handle:
+        lineno = 0
+        while True:
+            offset = handle.tell()
+            line = handle.readline()
+            if not line:
+                return
+            lineno += 1
+            yield lineno, offset, parse_jsonl_line(path, lineno, line, fields)
+
+
+def read_jsonl(path: str | os.PathLike[str], required: Required | None = None) -> list[JsonObj]:
     return [rec for _, rec in iter_jsonl(path, required)]
 
 
