@@ -267,5 +267,12 @@ def test_sft_drops_contaminated_records_and_reports_them(tmp_path: Path, evalplu
     [kept] = read_jsonl(out)
     assert set(kept) == {"id", "instruction", "response", "source_id", "sample"}
     assert (kept["id"], kept["source_id"], kept["sample"]) == ("clean/0", "clean", 0)
+    assert stats.extra["decontamination_checked"] == 2
     assert write_parquet(out, tmp_path / "sft.parquet") == 1
     assert pq.read_table(tmp_path / "sft.parquet").to_pylist() == [kept]
+    # an empty SFT set still gives a Parquet file with typed columns
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert write_parquet(empty, tmp_path / "empty.parquet") == 0
+    table = pq.read_table(tmp_path / "empty.parquet")
+    assert table.num_rows == 0 and table.column_names == ["id", "instruction", "response"]

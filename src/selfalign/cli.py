@@ -14,6 +14,7 @@ import logging
 import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -307,15 +308,17 @@ def cmd_curate_sft(args: argparse.Namespace) -> None:
     _finish(out, stats, stage="sft", inputs=[args.input], params=config, started=started)
     rows = write_parquet(out, args.parquet)
     write_sidecar(
-        args.parquet, stage="sft.parquet", inputs=[out], counts={"in": rows, "out": rows, "dropped": 0}
+        args.parquet,
+        stage="sft.parquet",
+        inputs=[out],
+        counts={"in": rows, "out": rows, "dropped": 0},
+        config=config,
     )
-    by_benchmark: dict[str, int] = {}
-    for hit in contamination.hits:
-        by_benchmark[hit["benchmark"]] = by_benchmark.get(hit["benchmark"], 0) + 1
+    by_benchmark = Counter(hit["benchmark"] for hit in contamination.hits)
     write_json(
         args.report,
         {
-            "checked": stats.n_in - sum(n for k, n in stats.drops.items() if not k.startswith("contaminated:")),
+            "checked": stats.extra["decontamination_checked"],
             "action": "dropped" if smart.decontaminate else "reported only",
             "hits_by_benchmark": dict(sorted(by_benchmark.items())),
             "hits": contamination.hits,

@@ -517,7 +517,7 @@ def run_sft(
     path = Path(input_path)
     stats = StageStats()
     removed_counts: dict[str, int] = {"reasoning": 0, "explanation": 0, "tests": 0}
-    augmented = 0
+    augmented = checked = 0
     with atomic_writer(output) as out:
         for _, record in _records(path, "sft", show_progress):
             stats.n_in += 1
@@ -531,6 +531,7 @@ def run_sft(
                 stats.drop("code_block_syntax_error")
                 continue
             if contamination is not None:
+                checked += 1
                 hit = contamination.check(record["id"], result.instruction, result.response)
                 if hit is not None and params.decontaminate:
                     stats.drop(f"contaminated:{hit}")
@@ -540,7 +541,11 @@ def run_sft(
             augmented += result.assertion_added
             out.write(dumps(sft_record(record, result.instruction, result.response)) + "\n")
             stats.n_out += 1
-    stats.extra = {"sections_removed": removed_counts, "assertions_in_instruction": augmented}
+    stats.extra = {
+        "sections_removed": removed_counts,
+        "assertions_in_instruction": augmented,
+        "decontamination_checked": checked,
+    }
     stats.check_balance()
     return stats
 
@@ -553,7 +558,9 @@ def write_parquet(jsonl: str | os.PathLike[str], output: str | os.PathLike[str])
     rows = [record for _, record in iter_jsonl(Path(jsonl))]
     columns = ["id", "instruction", "response", *PROVENANCE_FIELDS]
     present = [c for c in columns if any(c in r for r in rows)] or ["id", "instruction", "response"]
-    table = pa.Table.from_pylist([{c: r.get(c) for c in present} for r in rows])
+    # typed explicitly, so an empty SFT set still gives a file with the columns
+    schema = pa.schema([(c, pa.int64() if c == "sample" else pa.string()) for c in present])
+    table = pa.Table.from_pylist([{c: r.get(c) for c in present} for r in rows], schema=schema)
     with atomic_writer(output, "wb") as handle:
         pq.write_table(table, handle, compression="zstd")
     return len(rows)
@@ -612,7 +619,7 @@ def dataset_card(results_dir: Path, run_name: str, sft_meta: Mapping[str, Any]) 
             "",
             "## Funnel",
             "",
-            "| artifact | records | in | out | largest drops |",
+            "| artifact | what | in | out | largest drops |",
             "|---|---|---|---|---|",
             *rows,
             "",
