@@ -105,6 +105,21 @@ def test_released_samples_get_the_published_verdicts(
         assert got.get(f"{part}_fail_tests", []) == want[f"{part}_fail_tests"], part
 
 
+@pytest.mark.parametrize("task_id", ["HumanEval/0", "HumanEval/10"])
+def test_inputs_split_into_runs_keep_the_verdict_and_the_failing_input(
+    task_id: str, releases: dict[str, Tasks], sandbox: Sandbox
+) -> None:
+    # evalplus caps one call at 60 s whatever the per-input limits; the scorer splits a part into
+    # calls whose limits sum to at most call_cap_s. With a 3 s cap (3 inputs at the 1 s floor per
+    # call) the verdicts and the reported failing input must equal the published single call's.
+    task = next(t for t in releases["humaneval"].tasks if t["task_id"] == task_id)
+    solution = task["prompt"] + _samples("humaneval")[task_id]
+    got = score_task(sandbox, "humaneval", task, solution, ScoreParams(call_cap_s=3.0), evalplus_site()).record
+    want = _published("humaneval")[task_id]
+    assert (got["base_status"], got["plus_status"]) == (want["base_status"], want["plus_status"])
+    assert got.get("plus_fail_tests", []) == want["plus_fail_tests"]
+
+
 def test_infinite_loop_fails_within_its_time_limit(releases: dict[str, Tasks], sandbox: Sandbox) -> None:
     task = releases["humaneval"].tasks[0]
     hostile = (
