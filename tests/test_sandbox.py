@@ -523,3 +523,14 @@ def test_verdict_is_frozen_and_round_trips() -> None:
         verdict.status = "pass"  # type: ignore[misc]
     assert Verdict.from_dict(verdict.to_dict()) == verdict
     assert Verdict.from_dict({"status": "weird"}).status == "error"
+
+
+def test_config_backend_choice_is_checked_before_any_job() -> None:
+    from selfalign.sandbox import validate_backend_choice
+
+    validate_backend_choice("gvisor", False, "execution")
+    validate_backend_choice("none", True, "execution")
+    with pytest.raises(ValueError, match=r"evaluation\.sandbox\.backend must be gvisor, bubblewrap or none, got 'docker'"):
+        validate_backend_choice("docker", False, "evaluation.sandbox")
+    with pytest.raises(ValueError, match=r"set execution\.allow_unsandboxed: true"):
+        validate_backend_choice("none", False, "execution")

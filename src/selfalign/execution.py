@@ -43,6 +43,7 @@ from .records import (
     iter_jsonl,
     sha256_file,
 )
+from .sandbox.backends import validate_backend_choice
 from .stage import StageStats, progress_bar, shard_bounds
 
 log = logging.getLogger(__name__)
@@ -70,15 +71,7 @@ class ExecutionParams:
     def from_dict(cls, data: Mapping[str, Any]) -> ExecutionParams:
         reject_unknown(cls, data, "execution")
         made = cls(**dict(data))
-        if made.backend not in ("gvisor", "bubblewrap", "none"):
-            raise ValueError(
-                f"execution.backend must be gvisor, bubblewrap or none, got {made.backend!r}"
-            )
-        if made.backend == "none" and not made.allow_unsandboxed:
-            raise ValueError(
-                "execution.backend none runs generated code unsandboxed on this machine: "
-                "set execution.allow_unsandboxed: true to accept that"
-            )
+        validate_backend_choice(made.backend, made.allow_unsandboxed, "execution")
         for name in ("workers", "records_per_unit", "memory_mb"):
             if getattr(made, name) < 1:
                 raise ValueError(f"execution.{name} must be >= 1")

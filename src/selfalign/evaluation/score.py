@@ -67,6 +67,7 @@ from ..records import (
     iter_jsonl,
     sha256_file,
 )
+from ..sandbox.backends import validate_backend_choice
 from ..stage import progress_bar
 
 log = logging.getLogger(__name__)
@@ -141,13 +142,7 @@ class ScoreParams:
     def from_dict(cls, data: Mapping[str, Any]) -> ScoreParams:
         reject_unknown(cls, data, "sandbox")
         made = cls(**dict(data))
-        if made.backend not in ("gvisor", "bubblewrap", "none"):
-            raise ValueError(f"sandbox.backend must be gvisor, bubblewrap or none, got {made.backend!r}")
-        if made.backend == "none" and not made.allow_unsandboxed:
-            raise ValueError(
-                "sandbox.backend none runs samples unsandboxed on this machine: "
-                "set sandbox.allow_unsandboxed: true to accept that"
-            )
+        validate_backend_choice(made.backend, made.allow_unsandboxed, "evaluation.sandbox")
         for name in ("workers", "tasks_per_unit", "nproc"):
             if getattr(made, name) < 1:
                 raise ValueError(f"sandbox.{name} must be >= 1")

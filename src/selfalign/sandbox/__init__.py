@@ -6,7 +6,12 @@ several sandboxes and returns ``Verdict``s in input order. See ``runner.py`` for
 confinement and ``backends.py`` for what each backend mounts and why.
 """
 
-from selfalign.sandbox.backends import BACKENDS, SandboxUnavailable, check_backend
+from selfalign.sandbox.backends import (
+    BACKENDS,
+    SandboxUnavailable,
+    check_backend,
+    validate_backend_choice,
+)
 from selfalign.sandbox.core import DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT_S, Sandbox, SandboxError
 from selfalign.sandbox.pool import SandboxPool, run_many
 from selfalign.sandbox.verdict import STATUSES, Verdict
@@ -23,4 +28,5 @@ __all__ = [
     "Verdict",
     "check_backend",
     "run_many",
+    "validate_backend_choice",
 ]

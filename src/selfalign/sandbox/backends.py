@@ -368,6 +368,18 @@ class UnsandboxedBackend(Backend):
         return [self.python, "-I", "-S", "-B", str(RUNNER_SOURCE), *self.runner_args()]
 
 
+def validate_backend_choice(backend: str, allow_unsandboxed: bool, section: str) -> None:
+    """A config section's ``backend`` / ``allow_unsandboxed`` pair, checked before any job runs:
+    an unknown backend, or ``none`` without the explicit opt-in, names ``section``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"{section}.backend must be {', '.join(BACKENDS[:-1])} or none, got {backend!r}")
+    if backend == "none" and not allow_unsandboxed:
+        raise ValueError(
+            f"{section}.backend none runs generated code unsandboxed on this machine: "
+            f"set {section}.allow_unsandboxed: true to accept that"
+        )
+
+
 def make_backend(
     name: str,
     *,
