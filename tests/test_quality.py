@@ -187,11 +187,13 @@ def test_infer_imports_timeout_keeps_code() -> None:
 def test_stuck_autoimport_worker_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
     """A call that outlives its alarm kills the pool; the calls after it run on a fresh one.
 
-    A negative grace makes the parent give up on each call after about 0.1 ms, long before
-    autoimport (milliseconds) can answer: every call takes the hard-timeout path.
+    A grace of minus the alarm makes the parent give up on each call at once (a zero wait),
+    before autoimport (milliseconds) can answer: every call takes the hard-timeout path. (A
+    0.1 ms wait was flaky: the waiting thread may be descheduled for milliseconds and then
+    find the answer there.)
     """
     codes = [source(textwrap.dedent), source(textwrap.indent), NEEDS_RE]
-    monkeypatch.setattr(quality, "AUTOIMPORT_HARD_GRACE_S", -10.0 + 1e-4)
+    monkeypatch.setattr(quality, "AUTOIMPORT_HARD_GRACE_S", -10.0)
     with quality._ImportFixer(2, timeout_s=10.0) as fixer:
         assert fixer.fix_many(codes) == [(code, "hard_timeout") for code in codes]
         monkeypatch.setattr(quality, "AUTOIMPORT_HARD_GRACE_S", 10.0)
