@@ -85,6 +85,14 @@ def code_version() -> dict[str, Any]:
     return info
 
 
+def model_dir_digest(path: str | os.PathLike[str] | None) -> str | None:
+    """The :func:`_digest` of a local model directory; ``None`` for a Hub name (pinned by its
+    revision instead) or no model."""
+    if path is None or not Path(path).is_dir():
+        return None
+    return _digest(Path(path))[0]
+
+
 def _digest(artifact: Path) -> tuple[str, int]:
     """sha256 and size of a file; of a directory (a model), the sha256 of its sorted
     ``<relative path>\0<file sha256>\n`` manifest and the total size of its files."""

@@ -230,3 +230,14 @@ class ResumableOutput:
                 stats.append(self.unit_stats(unit))
         shutil.rmtree(self.parts)
         return stats
+
+
+def usual_permissions(directory: str | os.PathLike[str]) -> None:
+    """Give a directory assembled in a temp dir, and its files, the umask's modes (temp files
+    and dirs are created private: 0600/0700)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    directory = Path(directory)
+    directory.chmod(0o777 & ~umask)
+    for path in directory.iterdir():
+        path.chmod(0o666 & ~umask)

@@ -46,7 +46,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .config import reject_unknown
-from .records import RecordError, fingerprint, iter_jsonl, sha256_file, write_json
+from .records import (
+    RecordError,
+    fingerprint,
+    iter_jsonl,
+    sha256_file,
+    usual_permissions,
+    write_json,
+)
 from .stage import StageStats, progress_bar
 
 log = logging.getLogger(__name__)
@@ -742,7 +749,7 @@ def _write_output(out_dir: Path, partial: Path, model: Any, summary: dict[str, A
             name: sha256_file(staging / name) for name in sorted(os.listdir(staging))
         }
         write_json(staging / LOG_FILE, summary)
-        _usual_permissions(staging)
+        usual_permissions(staging)
         if out_dir.exists():
             old = Path(
                 tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent)
@@ -755,15 +762,6 @@ def _write_output(out_dir: Path, partial: Path, model: Any, summary: dict[str, A
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-def _usual_permissions(directory: Path) -> None:
-    """Give the output the umask's modes: temp files and dirs are created private (0600/0700)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    directory.chmod(0o777 & ~umask)
-    for path in directory.iterdir():
-        path.chmod(0o666 & ~umask)
 
 
 def load_tiny_model(path: Path) -> TinyModel:

@@ -27,6 +27,7 @@ from typing import Any
 from ..config import reject_unknown
 from ..generation.client import CompletionRequest, CompletionResult, SamplingParams, run_generation
 from ..generation.stages import StageSettings, serve
+from ..provenance import model_dir_digest
 from ..records import JsonObj, fingerprint
 from ..stage import StageStats
 from .prompts import EVAL_STOP, completion_code, eval_prompt
@@ -137,7 +138,7 @@ def generate_samples(
         "dataset": [dataset, params.version(dataset), params.limit],
         "sampling": sampling.to_json(),
         "model": [str(model_dir or settings.model.name), settings.model.revision],
-        "model_files": _model_digest(model_dir),
+        "model_files": model_dir_digest(model_dir),
     }
 
     def run(url: str) -> StageStats:
@@ -161,12 +162,3 @@ def generate_samples(
     stats.extra["tasks"] = len(tasks)
     stats.check_balance()
     return stats
-
-
-def _model_digest(model_dir: str | Path | None) -> str | None:
-    if model_dir is None:
-        return None
-    from ..records import sha256_file
-
-    path = Path(model_dir)
-    return fingerprint({p.name: sha256_file(p) for p in sorted(path.iterdir()) if p.is_file()})

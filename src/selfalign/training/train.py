@@ -38,7 +38,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..config import reject_unknown
-from ..records import JsonObj, RecordError, fingerprint, iter_jsonl, sha256_file, write_json
+from ..provenance import model_dir_digest
+from ..records import (
+    JsonObj,
+    RecordError,
+    fingerprint,
+    iter_jsonl,
+    sha256_file,
+    usual_permissions,
+    write_json,
+)
 from ..stage import StageStats
 from .data import CHAT_TEMPLATE, Encoded, collate, encode_example
 
@@ -241,7 +250,7 @@ def train(
             "version": TRAIN_VERSION,
             "sft_sha256": sha256_file(sft_path),
             "base_model": [base_model, revision],
-            "base_files": _model_files_digest(base_model),
+            "base_files": model_dir_digest(base_model),
             "params": params.weights_fingerprint(),
             "hardware": asdict(hardware),
         }
@@ -346,16 +355,6 @@ def _step_of(checkpoint: Path | None) -> int | None:
     return int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint is not None else None
 
 
-def _model_files_digest(base_model: str) -> str | None:
-    """A local base model's weights and tokenizer hash (a Hub name is pinned by revision)."""
-    path = Path(base_model)
-    if not path.is_dir():
-        return None
-    return fingerprint(
-        {p.name: sha256_file(p) for p in sorted(path.iterdir()) if p.is_file()}
-    )
-
-
 def _write_output(out: Path, saved: Path, tokenizer: Any, summary: JsonObj) -> None:
     """Model (as the Trainer saved it in ``saved``), tokenizer with upstream's chat template,
     and the summary, assembled beside ``out`` and renamed into place whole."""
@@ -370,11 +369,7 @@ def _write_output(out: Path, saved: Path, tokenizer: Any, summary: JsonObj) -> N
         (staging / "training_args.bin").unlink(missing_ok=True)  # pickled, not reproducible
         summary["files"] = {p.name: sha256_file(p) for p in sorted(staging.iterdir())}
         write_json(staging / SUMMARY_FILE, summary)
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)
-        for path in staging.iterdir():
-            path.chmod(0o666 & ~umask)
+        usual_permissions(staging)
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)
