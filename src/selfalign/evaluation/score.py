@@ -722,12 +722,24 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
-def markdown_table(results: Sequence[Mapping[str, Any]]) -> str:
-    """base/plus pass@1 per scored file, beside the paper's numbers and the agreement if any."""
-    lines = [
-        "| dataset | release | tasks | base pass@1 | plus pass@1 | paper base | paper plus | agreement base | agreement plus |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+#: The columns of :func:`table_rows` (and of ``eval/table.md``).
+TABLE_HEADER = (
+    "dataset",
+    "release",
+    "tasks",
+    "base pass@1",
+    "plus pass@1",
+    "paper base",
+    "paper plus",
+    "agreement base",
+    "agreement plus",
+)
+
+
+def table_rows(results: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """One row of :data:`TABLE_HEADER` cells per scored file: base/plus pass@1 beside the
+    paper's numbers and the agreement with published verdicts if any."""
+    rows = []
     for res in results:
         paper = PAPER_PASS_AT_1.get(res["dataset"])
         agreement = res.get("agreement")
@@ -736,22 +748,25 @@ def markdown_table(results: Sequence[Mapping[str, Any]]) -> str:
             agree = [f"{agreement[p]['agree']}/{n}" for p in PARTS]
         else:
             agree = ["–", "–"]
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    {"humaneval": "HumanEval(+)", "mbpp": "MBPP(+)"}.get(res["dataset"], res["dataset"]),
-                    str(res["version"]),
-                    str(res["n_tasks"]),
-                    f"{_pct(res['base']['pass_at_1'])} ({res['base']['passed']})",
-                    f"{_pct(res['plus']['pass_at_1'])} ({res['plus']['passed']})",
-                    f"{paper[0]:.1f}" if paper else "–",
-                    f"{paper[1]:.1f}" if paper else "–",
-                    *agree,
-                ]
-            )
-            + " |"
+        rows.append(
+            [
+                {"humaneval": "HumanEval(+)", "mbpp": "MBPP(+)"}.get(res["dataset"], res["dataset"]),
+                str(res["version"]),
+                str(res["n_tasks"]),
+                f"{_pct(res['base']['pass_at_1'])} ({res['base']['passed']})",
+                f"{_pct(res['plus']['pass_at_1'])} ({res['plus']['passed']})",
+                f"{paper[0]:.1f}" if paper else "–",
+                f"{paper[1]:.1f}" if paper else "–",
+                *agree,
+            ]
         )
+    return rows
+
+
+def markdown_table(results: Sequence[Mapping[str, Any]]) -> str:
+    """:func:`table_rows` as a markdown table."""
+    lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines.extend("| " + " | ".join(row) + " |" for row in table_rows(results))
     return "\n".join(lines) + "\n"
 
 
