@@ -7,8 +7,21 @@
 # it alone): a killed job resumes from the last one. training.accelerate_config runs the job under
 # `accelerate launch` (several GPUs, FSDP); otherwise one process, as upstream's 1 x A100.
 
-TRAIN_GPUS = 0 if TINY_MODEL else 1
+import yaml
+
 _ACCELERATE = config["training"]["accelerate_config"]
+# The GPUs the train job asks for (resources gpu: --gpus on SLURM): accelerate launch starts one
+# process per GPU (num_processes in its config); a plain run uses one. (A config file that is
+# missing plans as one GPU; accelerate launch then fails on it with its own message.)
+TRAIN_GPUS = (
+    0
+    if TINY_MODEL
+    else (
+        int(yaml.safe_load(Path(_ACCELERATE).read_text()).get("num_processes", 1))
+        if _ACCELERATE and Path(_ACCELERATE).is_file()
+        else 1
+    )
+)
 
 
 rule train:
