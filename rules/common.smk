@@ -41,6 +41,15 @@ GEN_SHARDS = config["generation"]["shards"]
 GEN_GPUS = 1 if BACKEND == "vllm" else 0
 GEN_THREADS = config["serving"]["cpu"]["slots"] if BACKEND == "cpu" else 4
 
+# Images (config containers) the jobs run in under --sdm apptainer. None means no container for
+# those jobs: Snakemake 9 reads a None container as "none", not as "use the global one".
+IMAGES = config["containers"]
+PIPELINE_IMAGE = IMAGES["pipeline"]
+TRAIN_IMAGE = IMAGES["train"]
+# A vLLM job starts `vllm serve` itself, so it runs in the vLLM image; the CPU server and an
+# endpoint client need only the pipeline image.
+GEN_IMAGE = IMAGES["vllm"] if BACKEND == "vllm" else IMAGES["pipeline"]
+
 
 def gen_settings(stage):
     """The settings one generation stage runs with, as JSON: only what shapes that stage, so

@@ -19,6 +19,8 @@ rule sanitize:
     resources:
         mem_mb=4000,
         runtime=60,
+    container:
+        PIPELINE_IMAGE
     shell:
         "selfalign curate sanitize --input {input} --out {output.data} > {log} 2>&1"
 
@@ -38,6 +40,8 @@ rule clean:
     resources:
         mem_mb=8000,
         runtime=60,
+    container:
+        PIPELINE_IMAGE
     shell:
         "selfalign curate clean --params {params.clean:q} --input {input} --out {output.data} > {log} 2>&1"
 
@@ -64,6 +68,8 @@ rule sft:
     resources:
         mem_mb=8000,
         runtime=60,
+    container:
+        PIPELINE_IMAGE
     shell:
         "selfalign curate sft --params {params.sft:q} --decontamination {params.decontamination:q}"
         " --run-name {params.run} --input {input.data} --out {output.data} --parquet {output.parquet}"

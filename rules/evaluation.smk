@@ -36,6 +36,8 @@ rule eval_generate:
         gpu=GEN_GPUS,
         mem_mb=8000 if BACKEND == "cpu" else 64000,
         runtime=120,
+    container:
+        GEN_IMAGE
     shell:
         "selfalign eval generate --dataset {wildcards.dataset} --params {params.settings:q}"
         " --eval-params {params.evaluation:q} --model-dir {input.model}"
@@ -63,6 +65,8 @@ rule eval_score:
     resources:
         mem_mb=16000,
         runtime=120,
+    container:
+        PIPELINE_IMAGE
     shell:
         "selfalign eval score --dataset {wildcards.dataset} --version {params.version}"
         " --samples {input} --data-params {params.data:q} --sandbox {params.sandbox:q}"
@@ -79,6 +83,8 @@ rule eval_table:
     resources:
         mem_mb=1000,
         runtime=5,
+    container:
+        PIPELINE_IMAGE
     shell:
         "selfalign eval table --inputs {input} --out {output} > {log} 2>&1"
 
@@ -108,6 +114,8 @@ rule rescore_dataset:
     resources:
         mem_mb=16000,
         runtime=120,
+    container:
+        PIPELINE_IMAGE
     shell:
         "selfalign eval score --dataset {wildcards.dataset} --version {params.version}"
         " --samples {input.samples} {params.published} --data-params {params.data:q}"
@@ -124,5 +132,7 @@ rule rescore:
     resources:
         mem_mb=1000,
         runtime=5,
+    container:
+        PIPELINE_IMAGE
     shell:
         "selfalign eval table --inputs {input} --out {output} > {log} 2>&1"

@@ -25,6 +25,8 @@ rule execute_shard:
     resources:
         mem_mb=2000 + 1100 * config["execution"]["workers"],
         runtime=240,
+    container:
+        PIPELINE_IMAGE
     shell:
         "selfalign execute --params {params.execution:q} --input {input} --shard {wildcards.shard}"
         " --num-shards {params.num_shards} --out {output.data} > {log} 2>&1"
@@ -44,5 +46,7 @@ rule execute:
     resources:
         mem_mb=4000,
         runtime=60,
+    container:
+        PIPELINE_IMAGE
     shell:
         "selfalign concat --stage execute --out {output.data} {input.data} > {log} 2>&1"

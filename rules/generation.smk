@@ -20,6 +20,8 @@ if TINY_MODEL:
         resources:
             mem_mb=1000,
             runtime=5,
+        container:
+            PIPELINE_IMAGE
         shell:
             "selfalign model-texts --out-dir $(dirname {output.fewshot}) > {log} 2>&1"
 
@@ -41,6 +43,8 @@ if TINY_MODEL:
         resources:
             mem_mb=4000,
             runtime=60,
+        container:
+            PIPELINE_IMAGE
         shell:
             "selfalign tinymodel --params {params.tinymodel:q} --corpus {input.corpus}"
             " --text {input.fewshot} {input.judge} --out {output.model} > {log} 2>&1"
@@ -80,6 +84,8 @@ for _stage, _input, _output in GENERATION:
             gpu=GEN_GPUS,
             mem_mb=64000 if GEN_GPUS else 8000,
             runtime=1440 if GEN_GPUS else 120,
+        container:
+            GEN_IMAGE
         shell:
             "selfalign generate {params.stage} --params {params.settings:q} --input {input.data}"
             " --shard {wildcards.shard} --num-shards {params.num_shards} {params.model_dir}"
@@ -103,5 +109,7 @@ for _stage, _input, _output in GENERATION:
         resources:
             mem_mb=4000,
             runtime=60,
+        container:
+            PIPELINE_IMAGE
         shell:
             "selfalign concat --stage {params.stage} --out {output.data} {input.data} > {log} 2>&1"

@@ -22,6 +22,8 @@ if START_STAGE is not None:
         resources:
             mem_mb=8000,
             runtime=240,
+        container:
+            PIPELINE_IMAGE
         shell:
             "selfalign import --params {params.spec:q} --out {output.data} > {log} 2>&1"
 
@@ -43,6 +45,8 @@ if built_here("raw"):
         resources:
             mem_mb=8000,
             runtime=480,
+        container:
+            PIPELINE_IMAGE
         shell:
             "selfalign seeds extract --params {params.source:q} --shard {wildcards.shard}"
             " --num-shards {params.num_shards} --workers {threads} --out {output.data} > {log} 2>&1"
@@ -61,6 +65,8 @@ if built_here("raw"):
         resources:
             mem_mb=16000,
             runtime=240,
+        container:
+            PIPELINE_IMAGE
         shell:
             "selfalign seeds merge --out {output.data} {input.data} > {log} 2>&1"
 
@@ -84,6 +90,8 @@ if built_here("dedup"):
         resources:
             mem_mb=64000,
             runtime=1440,
+        container:
+            PIPELINE_IMAGE
         shell:
             "selfalign seeds dedup --params {params.dedup:q} --workers {threads} --input {input}"
             " --out {output.data} --duplicates {output.duplicates} > {log} 2>&1"
@@ -108,6 +116,8 @@ if built_here("quality"):
         resources:
             mem_mb=8000,
             runtime=720,
+        container:
+            PIPELINE_IMAGE
         shell:
             "selfalign seeds quality --params {params.quality:q} --shard {wildcards.shard}"
             " --num-shards {params.num_shards} --workers {threads} --input {input}"
@@ -127,6 +137,8 @@ if built_here("quality"):
         resources:
             mem_mb=4000,
             runtime=60,
+        container:
+            PIPELINE_IMAGE
         shell:
             "selfalign concat --stage seeds.quality --out {output.data} {input.data} > {log} 2>&1"
 
@@ -149,6 +161,8 @@ if built_here("filtered"):
         resources:
             mem_mb=4000,
             runtime=240,
+        container:
+            PIPELINE_IMAGE
         shell:
             "selfalign seeds filter --params {params.filter:q} --shard {wildcards.shard}"
             " --num-shards {params.num_shards} --input {input} --out {output.data} > {log} 2>&1"
@@ -167,6 +181,8 @@ if built_here("filtered"):
         resources:
             mem_mb=4000,
             runtime=60,
+        container:
+            PIPELINE_IMAGE
         shell:
             "selfalign concat --stage seeds.filter --out {output.data} {input.data} > {log} 2>&1"
 

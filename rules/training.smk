@@ -53,6 +53,8 @@ rule train:
         gpu=TRAIN_GPUS,
         mem_mb=8000 if TINY_MODEL else 200000,
         runtime=60 if TINY_MODEL else 2880,
+    container:
+        TRAIN_IMAGE
     shell:
         "{params.launcher} train --params {params.training:q} --sft {input.sft}"
         " --base-model {params.base} {params.revision} --out {output.model} > {log} 2>&1"

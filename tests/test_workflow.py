@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from workflow_utils import copy_workflow, run
+from workflow_utils import copy_workflow, env, run, snakemake_bin
 
 
 def _job_counts(output: str) -> dict[str, int]:
@@ -121,3 +126,124 @@ def test_start_from_replaces_the_earlier_stages(workdir: Path, tmp_path: Path) -
     assert counts["seeds_import"] == 1
     assert "seeds_extract_shard" not in counts and "seeds_dedup" not in counts
     assert counts["seeds_filter_shard"] == 16
+
+
+# --------------------------------------------------------------------------- containers per rule
+
+# Loads the workflow with Snakemake's API and prints {rule: container} for every rule that runs a
+# shell command. Snakemake has no command that lists containers; the rule objects hold them.
+_RULE_CONTAINERS = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, ResourceSettings
+with SnakemakeApi() as api:
+    wf = api.workflow(resource_settings=ResourceSettings(), snakefile=Path("Snakefile"),
+                      config_settings=ConfigSettings(configfiles=[Path(p) for p in sys.argv[1:]]))
+    rules = wf._workflow.rules
+    print(json.dumps({r.name: (r.container_img or None) for r in rules if r.shellcmd}))
+"""
+
+_DIGESTS = {name: f"docker://example.org/selfalign-{name}@sha256:{char * 64}"
+            for name, char in (("pipeline", "a"), ("train", "b"), ("vllm", "c"), ("sandbox", "d"))}
+
+
+def _rule_containers(workdir: Path, tmp_path: Path, *overlays: str) -> dict[str, str | None]:
+    files = []
+    for i, text in enumerate(overlays):
+        path = tmp_path / f"overlay{i}.yaml"
+        path.write_text(text, encoding="utf-8")
+        files.append(str(path))
+    result = subprocess.run([sys.executable, "-c", _RULE_CONTAINERS, "config.yaml", *files],
+                            cwd=workdir, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _digests_overlay() -> str:
+    return "containers:\n" + "".join(f"  {k}: {v!r}\n" for k, v in _DIGESTS.items())
+
+
+def test_each_rule_runs_in_its_image(workdir: Path, tmp_path: Path) -> None:
+    containers = _rule_containers(workdir, tmp_path, _digests_overlay())
+    gpu_rules = {f"generate_{s}_shard" for s in ("judge", "concepts", "instructions", "responses")}
+    gpu_rules.add("eval_generate")
+    assert gpu_rules <= set(containers) and "train" in containers and "sft" in containers
+    for rule, image in containers.items():
+        expected = "vllm" if rule in gpu_rules else "train" if rule == "train" else "pipeline"
+        assert image == _DIGESTS[expected], (rule, image)
+    # the sandbox image is the podman backend's, never a rule's
+    assert _DIGESTS["sandbox"] not in containers.values()
+
+
+def test_cpu_serving_generates_in_the_pipeline_image(workdir: Path, tmp_path: Path) -> None:
+    containers = _rule_containers(workdir, tmp_path, _digests_overlay(),
+                                  "serving: {backend: endpoint, endpoint: 'http://gpu:8000'}\n")
+    assert containers["generate_responses_shard"] == _DIGESTS["pipeline"]
+    assert containers["eval_generate"] == _DIGESTS["pipeline"]
+    assert containers["train"] == _DIGESTS["train"]
+
+
+def test_null_images_mean_no_container(workdir: Path, tmp_path: Path) -> None:
+    nulls = "containers: {pipeline: null, train: null, vllm: null, sandbox: null}\n"
+    containers = _rule_containers(workdir, tmp_path, nulls)
+    assert containers and set(containers.values()) == {None}
+    # and the workflow plans under --sdm apptainer without any apptainer installed
+    overlay = tmp_path / "nulls.yaml"
+    overlay.write_text(nulls, encoding="utf-8")
+    result = run(["-n", "--quiet", "rules", "--sdm", "apptainer", "--configfile", str(overlay)],
+                 workdir, timeout=60)
+    assert result.returncode == 0, result.stdout
+
+
+def test_a_tag_alone_is_rejected(workdir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "tag.yaml"
+    bad.write_text("containers: {train: 'docker://ghcr.io/selfalign/train:0.1.0'}\n", encoding="utf-8")
+    result = run(["-n", "--configfile", str(bad)], workdir, timeout=60)
+    assert result.returncode != 0
+    assert "config key 'containers.train'" in result.stdout and "@sha256:" in result.stdout
+
+
+def _fake_apptainer(tmp_path: Path) -> dict[str, str]:
+    """A stand-in `apptainer` that only answers --version: a dry run checks that it exists."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    stub = bindir / "apptainer"
+    stub.write_text("#!/bin/sh\necho 'apptainer version 1.3.4'\n", encoding="utf-8")
+    stub.chmod(0o755)
+    e = env()
+    e["PATH"] = f"{bindir}{os.pathsep}{e['PATH']}"
+    return e
+
+
+def _run_env(args: list[str], cwd: Path, environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([snakemake_bin(), *args], cwd=cwd, env=environ, capture_output=True,
+                          text=True, timeout=120, start_new_session=True)
+
+
+def test_a100_profile_plans_every_stage_under_apptainer(workdir: Path, tmp_path: Path) -> None:
+    result = _run_env(["--profile", "profiles/a100", "-n", "--quiet", "rules"], workdir,
+                      _fake_apptainer(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = _job_counts(result.stdout)
+    assert counts["seeds_extract_shard"] == 64 and counts["generate_responses_shard"] == 8
+    assert counts["train"] == 1 and counts["eval_generate"] == 2 and counts["eval_table"] == 1
+    # the profile itself: apptainer with the GPU, one GPU, the paper config
+    profile = (workdir / "profiles/a100/config.yaml").read_text(encoding="utf-8")
+    assert "software-deployment-method: apptainer" in profile and "--nv" in profile
+    assert "gpu=1" in profile
+
+
+def test_a100_profile_dry_run_names_missing_apptainer(workdir: Path) -> None:
+    if shutil.which("apptainer") or shutil.which("singularity"):
+        pytest.skip("this machine has apptainer: the stubbed test above covers the plan")
+    result = _run_env(["--profile", "profiles/a100", "-n", "--quiet", "rules"], workdir, env())
+    assert result.returncode != 0
+    assert "apptainer or singularity command has to be available" in result.stdout + result.stderr
+
+
+def test_a100_docker_profile_plans_with_an_endpoint(workdir: Path) -> None:
+    result = run(["--profile", "profiles/a100-docker", "-n", "-p", "results/paper/concepts.jsonl"],
+                 workdir, timeout=60)
+    assert result.returncode == 0, result.stdout
+    assert '"backend": "endpoint"' in result.stdout and "gpu=0" in result.stdout.replace(" ", "")

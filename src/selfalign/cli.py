@@ -431,6 +431,19 @@ def cmd_config_validate(args: argparse.Namespace) -> None:
         print(f"ok: {', '.join(args.configfile)} (run_name={config['run_name']})")
 
 
+def cmd_containers_check(args: argparse.Namespace) -> None:
+    from .containers import check
+
+    root = Path(args.root)
+    config = load_config([str(root / f) for f in args.configfile]) if args.configfile else None
+    findings = check(root, config, lint=not args.no_lint)
+    for finding in findings:
+        print(finding)
+    if findings:
+        raise ValueError(f"{len(findings)} container pin problem(s), listed above")
+    print(f"ok: containers/*.Dockerfile and envs/*.txt under {root} are pinned")
+
+
 # ------------------------------------------------------------------------------------- argparse
 
 
@@ -457,6 +470,16 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("configfile", nargs="+")
     val.add_argument("--show", action="store_true", help="print the merged config")
     val.set_defaults(func=cmd_config_validate)
+
+    ctr = sub.add_parser("containers", help="container image tools")
+    ctr_sub = ctr.add_subparsers(dest="containers_command", required=True)
+    p = ctr_sub.add_parser("check", help="every FROM pinned by digest, every pip install pinned, "
+                           "envs/*.txt consistent, hadolint clean")
+    p.add_argument("--root", default=".", help="the repository checkout")
+    p.add_argument("--configfile", nargs="*", default=["config.yaml"],
+                   help="config files (relative to --root) whose containers: must have Dockerfiles")
+    p.add_argument("--no-lint", action="store_true", help="skip hadolint")
+    p.set_defaults(func=cmd_containers_check)
 
     seeds = sub.add_parser("seeds", help="seed-function stages (The Stack -> filtered seeds)")
     seeds_sub = seeds.add_subparsers(dest="seeds_command", required=True)

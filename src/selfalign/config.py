@@ -82,6 +82,9 @@ def _describe(error: jsonschema.ValidationError, schema: Mapping[str, Any]) -> l
     value = json.dumps(error.instance, default=str)
     if len(value) > 80:
         value = value[:77] + "..."
+    if error.validator == "pattern" and error.schema.get("description"):
+        # a regular expression is no help to the reader: say what the value must be instead
+        return [f"config key {_key(where)!r} = {value}: must be {error.schema['description']}"]
     return [f"config key {_key(where)!r} = {value}: {error.message}"]
 
 
