@@ -21,11 +21,15 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 SELFAL
 # openai, jsonschema, pyyaml and tqdm, all of which vLLM 0.30.0 itself requires (openai>=2.25.0,
 # jsonschema>=4.23.0, pyyaml, tqdm in its PyPI metadata), so the image's own versions serve and
 # nothing of vLLM's environment is replaced. The import line proves it at build time.
+# --no-build-isolation: built with the image's own setuptools (vLLM requires >=77.0.3,<81), not one
+# downloaded unpinned. Recent vLLM images install with uv (`uv pip install --system`); pip is the
+# first try, uv the fallback.
 WORKDIR /opt/selfalign
 COPY pyproject.toml README.md ./
 COPY src ./src
 RUN set -eux; \
-    python3 -m pip install --no-deps .; \
+    python3 -m pip install --no-deps --no-build-isolation . \
+        || uv pip install --system --no-deps --no-build-isolation .; \
     rm -rf src build ./*.egg-info; \
     python3 -c 'import selfalign.generation.stages, selfalign.evaluation.generate, vllm; print(vllm.__version__)'; \
     selfalign --help >/dev/null

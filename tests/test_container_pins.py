@@ -77,6 +77,13 @@ def test_unpinned_pip_installs_are_reported(tmp_path: Path, run: str) -> None:
     assert all(f.line == 2 for f in findings)
 
 
+def test_requirements_copied_from_another_stage_are_not_envs_files(tmp_path: Path) -> None:
+    text = (f"FROM python@{DIGEST} AS deps\nFROM python@{DIGEST}\n"
+            "COPY --from=deps envs/app.txt /r.txt\nRUN pip install -r /r.txt\n")
+    findings = check(_repo(tmp_path, {"app": text}, {"app.txt": "numpy==2.4.6\n"}), lint=False)
+    assert [(f.line, "not a file COPY'd from envs/*.txt" in f.message) for f in findings] == [(4, True)]
+
+
 def test_exact_pins_from_arg_defaults_and_copied_envs_files_pass(tmp_path: Path) -> None:
     text = (f"FROM python@{DIGEST}\nARG TORCH_INDEX=https://download.pytorch.org/whl/cpu\n"
             "ARG TORCH_FIND_LINKS=\nARG TORCH_VERSION=2.13.0+cpu\n"

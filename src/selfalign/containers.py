@@ -230,11 +230,7 @@ def _pip_install_args(tokens: Sequence[str]) -> list[str] | None:
     """The arguments after ``install`` if the command is a pip install (pip, pip3, python -m pip,
     uv pip, /path/to/pip), else None."""
     for i, token in enumerate(tokens[:-1]):
-        base = PurePosixPath(token).name
-        is_pip = re.fullmatch(r"pip(3(\.\d+)?)?", base) is not None
-        if not is_pip and base == "pip" and i > 0 and tokens[i - 1] in ("-m", "uv"):
-            is_pip = True
-        if is_pip and tokens[i + 1] == "install":
+        if re.fullmatch(r"pip(3(\.\d+)?)?", PurePosixPath(token).name) and tokens[i + 1] == "install":
             return list(tokens[i + 2:])
     return None
 
@@ -250,6 +246,8 @@ class _Copies:
         return str(PurePosixPath(self.workdir) / path) if not path.startswith("/") else path
 
     def copy(self, args: str) -> None:
+        if "--from=" in args:  # from another stage or image, not from the build context
+            return
         tokens = [t for t in args.split() if not t.startswith("--")]
         if len(tokens) < 2:
             return
