@@ -422,6 +422,36 @@ def cmd_eval_generate(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    """The run's results page, report.json and funnel plot, read from its artifacts' sidecars."""
+    from .report import build_report, write_report
+
+    started = time.time()
+    config = parse_params(args.config)
+    report = build_report(
+        args.results,
+        run_name=args.run_name,
+        config=config,
+        eval_results=args.eval,
+        eval_table=args.eval_table,
+        files=args.files,
+        verify=args.verify_hashes,
+    )
+    write_report(report, html_out=args.html, json_out=args.json, svg_out=args.svg)
+    sidecars = [a["sidecar"] for a in report["artifacts"] if "sidecar" in a]
+    counts = {"artifacts": len(report["artifacts"]), "funnel_stages": len(report["funnel"])}
+    for out in (args.html, args.json, *([args.svg] if args.svg else [])):
+        write_sidecar(
+            out,
+            stage="report",
+            inputs=sidecars,
+            counts=counts,
+            config={"run_name": args.run_name, "config_sha256": report["config_sha256"]},
+            started=started,
+        )
+    log.info("report of %d artifact(s), %d funnel stage(s) -> %s", counts["artifacts"], counts["funnel_stages"], args.html)
+
+
 def cmd_config_validate(args: argparse.Namespace) -> None:
     config = load_config(args.configfile)
     if args.show:
@@ -598,6 +628,19 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluation.cli import register as register_eval
 
     register_eval(ev_sub)
+
+    p = sub.add_parser("report", help="the run's results page: funnel, eval table, every artifact's provenance")
+    p.add_argument("--results", required=True, help="the run's results directory, as its sidecars name it (results/<run>)")
+    p.add_argument("--run-name", required=True)
+    p.add_argument("--config", required=True, help="the run's merged config (JSON or @file)")
+    p.add_argument("--eval", nargs="*", default=[], help="score files of `eval score` (eval/*.json)")
+    p.add_argument("--eval-table", default=None, help="eval/table.md, checked against the score files")
+    p.add_argument("--files", nargs="*", default=[], help="artifacts without a sidecar, hashed by the report")
+    p.add_argument("--html", required=True, help="the page to write (report/index.html)")
+    p.add_argument("--json", required=True, help="the machine-readable report (report/report.json)")
+    p.add_argument("--svg", default=None, help="the funnel plot alone (report/funnel.svg)")
+    p.add_argument("--verify-hashes", action="store_true", help="rehash every artifact against its sidecar")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("concat", help="concatenate shard outputs in shard order and merge their sidecars")
     p.add_argument("--out", required=True)

@@ -43,6 +43,7 @@ TRACKED_PACKAGES = (
     "accelerate",
     "openai",
     "evalplus",
+    "matplotlib",  # the run report's funnel plot
 )
 
 VOLATILE_KEYS = ("wall_time_s", "created_at", "host")
