@@ -43,6 +43,10 @@ RESULTS = f"results/{RUN}"
 container: config["containers"]["pipeline"]
 
 
+# `snakemake --report report.html`: this text, then the outputs marked report(...) in rules/.
+report: "report/workflow.rst"
+
+
 wildcard_constraints:
     shard=r"\d{4}",
 
@@ -54,6 +58,7 @@ include: "rules/execution.smk"
 include: "rules/curation.smk"
 include: "rules/training.smk"
 include: "rules/evaluation.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -64,3 +69,5 @@ rule all:
         f"{RESULTS}/README.md",
         f"{RESULTS}/checkpoint",
         f"{RESULTS}/eval/table.md",
+        f"{RESULTS}/report/index.html",
+        f"{RESULTS}/report/report.json",

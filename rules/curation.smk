@@ -56,7 +56,11 @@ rule sft:
         meta=f"{RESULTS}/sft.jsonl.meta.json",
         parquet=f"{RESULTS}/sft.parquet",
         report=f"{RESULTS}/decontamination.json",
-        card=f"{RESULTS}/README.md",
+        card=report(
+            f"{RESULTS}/README.md",
+            category="4. SFT data",
+            caption="../report/captions/sft_card.rst",
+        ),
     params:
         sft=stage_params("curation", "sft"),
         decontamination=stage_params("seeds", "filter", "decontamination"),

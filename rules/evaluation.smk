@@ -77,7 +77,11 @@ rule eval_table:
     input:
         expand(f"{RESULTS}/eval/{{dataset}}.json", dataset=EVAL_DATASETS),
     output:
-        f"{RESULTS}/eval/table.md",
+        report(
+            f"{RESULTS}/eval/table.md",
+            category="3. Evaluation",
+            caption="../report/captions/eval_table.rst",
+        ),
     log:
         f"{RESULTS}/logs/eval/table.log",
     resources:

@@ -1,0 +1,72 @@
+# The run's reproducibility report, read from every artifact's sidecar (see selfalign.report):
+#
+#   report/index.html    one self-contained page: the funnel (plot and table, beside the paper's
+#                        figures), the eval table beside the paper's pass@1, every artifact's
+#                        sha256 and provenance, the config and package versions
+#   report/report.json   the same, machine-readable
+#   report/funnel.svg    the funnel plot alone
+#
+# `snakemake --report report.html` (or report.zip) adds these, the eval table and the dataset
+# card to Snakemake's own report, with the captions in report/captions/.
+
+# The seed stages this run builds or imports: the first is seeds.start_from's, if any.
+REPORT_SEED_STAGES = SEED_STAGES[SEED_STAGES.index(START_STAGE) if START_STAGE else 0 :]
+
+
+rule report:
+    input:
+        seeds=[f"{RESULTS}/seeds/{stage}.jsonl.meta.json" for stage in REPORT_SEED_STAGES],
+        chain=[
+            f"{RESULTS}/{name}.meta.json"
+            for name in (
+                "seeds/judged.jsonl",
+                "concepts.jsonl",
+                "instructions.jsonl",
+                "responses.jsonl",
+                "executed.jsonl",
+                "sanitized.jsonl",
+                "cleaned.jsonl",
+                "sft.jsonl",
+                "checkpoint",
+            )
+        ],
+        # written with sft.jsonl; its sidecar is found beside it
+        parquet=f"{RESULTS}/sft.parquet",
+        scores=expand(f"{RESULTS}/eval/{{dataset}}.json", dataset=EVAL_DATASETS),
+        table=f"{RESULTS}/eval/table.md",
+        files=[
+            f"{RESULTS}/README.md",
+            f"{RESULTS}/decontamination.json",
+            *([f"{RESULTS}/seeds/dedup.duplicates.jsonl"] if built_here("dedup") else []),
+        ],
+    output:
+        html=report(
+            f"{RESULTS}/report/index.html",
+            category="1. Run report",
+            caption="../report/captions/index.rst",
+        ),
+        svg=report(
+            f"{RESULTS}/report/funnel.svg",
+            category="2. Funnel",
+            caption="../report/captions/funnel.rst",
+        ),
+        json=f"{RESULTS}/report/report.json",
+        meta=[f"{RESULTS}/report/{name}.meta.json" for name in ("index.html", "funnel.svg", "report.json")],
+    params:
+        config=json.dumps(config, sort_keys=True),
+        # the results directory the outputs are in, as the sidecars' input paths name it
+        results=lambda wildcards, output: os.path.dirname(os.path.dirname(output.html)),
+        run=RUN,
+    log:
+        f"{RESULTS}/logs/report.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    container:
+        PIPELINE_IMAGE
+    shell:
+        "selfalign report --results {params.results} --run-name {params.run} --config {params.config:q}"
+        " --eval {input.scores} --eval-table {input.table} --files {input.files}"
+        " --html {output.html} --json {output.json} --svg {output.svg} > {log} 2>&1"
