@@ -30,6 +30,7 @@ CHECKPOINT_FILES = ("model.safetensors", "config.json", "generation_config.json"
                     "tokenizer_config.json", "chat_template.jinja")
 EVALUATED = ("eval/humaneval.samples.jsonl", "eval/mbpp.samples.jsonl", "eval/humaneval.json",
              "eval/mbpp.json", "eval/table.md")
+REPORTED = ("report/index.html", "report/report.json", "report/funnel.svg")
 PROFILE = ["--profile", "profiles/tiny"]
 
 
@@ -37,7 +38,8 @@ def _artifacts(workdir: Path) -> dict[str, bytes]:
     results = workdir / "results" / "tiny"
     found = {f"seeds/{name}": (results / "seeds" / name).read_bytes() for name in SEED_ARTIFACTS}
     found.update({f"model/base/{name}": (results / "model" / "base" / name).read_bytes() for name in MODEL_FILES})
-    found.update({name: (results / name).read_bytes() for name in (*GENERATED, EXECUTED, *CURATED, *EVALUATED)})
+    found.update({name: (results / name).read_bytes() for name in (*GENERATED, EXECUTED, *CURATED, *EVALUATED,
+                                                                   *REPORTED)})
     found.update({f"checkpoint/{name}": (results / "checkpoint" / name).read_bytes() for name in CHECKPOINT_FILES})
     return found
 
@@ -182,6 +184,41 @@ def test_tiny_chain_scores_the_checkpoint_on_evalplus(clean_run: Path) -> None:
         assert score["plus"]["passed"] <= score["base"]["passed"] <= limit
     table = (results / "eval" / "table.md").read_text()
     assert "HumanEval" in table and "MBPP" in table and "72.6" in table
+
+
+def test_tiny_chain_reports_the_sidecars_funnel_and_hashes(clean_run: Path, tmp_path: Path) -> None:
+    results = clean_run / "results" / "tiny"
+    report = json.loads((results / "report" / "report.json").read_text())
+    page = (results / "report" / "index.html").read_text()
+    assert "<svg" in page and "<script" not in page
+    meta = {name: json.loads((results / f"{name}.meta.json").read_text()) for name in
+            [f"seeds/{n}" for n in SEED_ARTIFACTS if n != "dedup.duplicates.jsonl"] + [*GENERATED, EXECUTED, *CURATED[:3]]}
+    # every funnel number is its stage's sidecar's, from the extracted seeds to the SFT set
+    rows = {row["key"]: row for row in report["funnel"]}
+    assert list(rows)[0] == "raw" and list(rows)[-1] == "sft"
+    for row in report["funnel"]:
+        counts, drops = meta[row["artifact"]]["counts"], meta[row["artifact"]]["drops"]
+        if row["key"] == "samples":
+            stats = meta["responses.jsonl"]["stats"]
+            counts, drops = {"in": stats["samples"], "out": stats["samples_kept"]}, stats["sample_drops"]
+        assert (row["in"], row["out"], row["drops"]) == (counts["in"], counts["out"], drops), row["key"]
+        assert row["balanced"] and row["chained"] is not False, row["key"]
+    assert rows["executed"]["in"] == rows["samples"]["out"] and rows["sft"]["out"] == len(_records(results / "sft.jsonl"))
+    # the eval scores and every artifact's hash are the score files' and the sidecars'
+    for score in report["evaluation"]["scores"]:
+        result = json.loads((results / "eval" / f"{score['dataset']}.json").read_text())
+        assert (score["base"]["passed"], score["plus"]["passed"]) == (result["base"]["passed"], result["plus"]["passed"])
+    assert report["evaluation"]["table_md_matches"] is True
+    for art in report["artifacts"]:
+        if art["sha256_from"] == "sidecar":
+            assert art["sha256"] == json.loads(Path(clean_run / f"{art['path']}.meta.json").read_text())["sha256"]
+    assert report["input_links"].get("differs", 0) == 0 and report["input_links"]["match"] > 0
+    # Snakemake's own report, with the run report, the funnel, the eval table and the card in it
+    out = tmp_path / "snakemake-report.html"
+    result = run(["--report", str(out), *PROFILE], clean_run, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:]
+    html = out.read_text()
+    assert "funnel.svg" in html and "index.html" in html and "1. Run report" in html
 
 
 def test_killed_midway_then_rerun_gives_the_same_bytes(clean_run: Path, tmp_path: Path) -> None:
