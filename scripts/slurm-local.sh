@@ -35,8 +35,13 @@ install_packages() {
         return
     fi
     log "installing slurm-wlm and munge"
-    # another apt run (an image build) may hold the lock for a while: wait for it
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 slurm-wlm munge >/dev/null
+    # another apt run (an image build) may hold the lock for a while: wait for it; a fresh
+    # machine may have no package lists yet: fetch them and try again
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=600)
+    if ! "${apt[@]}" install slurm-wlm munge >/dev/null; then
+        "${apt[@]}" update >/dev/null
+        "${apt[@]}" install slurm-wlm munge >/dev/null
+    fi
 }
 
 start_munge() {
