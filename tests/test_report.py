@@ -159,8 +159,11 @@ def test_funnel_starts_at_an_imported_stage(demo: Path) -> None:
     for stage in ("raw", "dedup"):
         (demo / RUN / "seeds" / f"{stage}.jsonl").unlink()
         sidecar_path(demo / RUN / "seeds" / f"{stage}.jsonl").unlink()
+    quality = sidecar_path(demo / RUN / "seeds" / "quality.jsonl")
+    quality.write_text(quality.read_text().replace('"stage": "seeds.quality"', '"stage": "import.quality"'))
     rows = build_funnel(demo / RUN)
     assert rows[0].stage.key == "quality" and rows[0].chained is None and len(rows) == len(FUNNEL_STAGES) - 2
+    assert rows[0].label == "high-quality subset (imported)" and rows[1].label == "heuristic filter"
 
 
 def test_a_missing_sidecar_in_the_chain_is_an_error_naming_it(demo: Path) -> None:

@@ -166,11 +166,17 @@ class FunnelRow:
         """Every record in is out or dropped for a named reason."""
         return self.n_in == self.n_out + self.dropped
 
+    @property
+    def label(self) -> str:
+        """The stage's name; a stage replaced by ``seeds.start_from`` says it was imported."""
+        imported = self.sidecar_stage.startswith("import.")
+        return f"{self.stage.label} (imported)" if imported else self.stage.label
+
     def to_json(self) -> dict[str, Any]:
         paper = self.stage.paper
         return {
             "key": self.stage.key,
-            "label": self.stage.label,
+            "label": self.label,
             "artifact": self.stage.artifact,
             "sidecar_stage": self.sidecar_stage,
             "unit": self.stage.unit,
@@ -653,7 +659,7 @@ padding-bottom:4px}h3{font-size:1.05em;margin:20px 0 6px}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:14px 0}
 .card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:10px 14px;min-width:150px}
 .card b{display:block;font-size:1.35em}.card span{color:#555;font-size:.85em}
-table{border-collapse:collapse;background:#fff;margin:8px 0 14px;font-size:.88em;max-width:100%}
+.tw{overflow-x:auto;margin:8px 0 14px}table{border-collapse:collapse;background:#fff;font-size:.88em}
 td{overflow-wrap:break-word}td code{white-space:nowrap}
 th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f0f0f0}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
@@ -681,7 +687,7 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequen
     for row in rows:
         cells = "".join(f'<td class="n">{c}</td>' if i in numeric else f"<td>{c}</td>" for i, c in enumerate(row))
         body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="tw"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def _check(value: bool | None, ok: str = "yes", bad: str = "NO") -> str:
