@@ -10,6 +10,7 @@ import os
 import secrets
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -530,7 +531,202 @@ def test_config_backend_choice_is_checked_before_any_job() -> None:
 
     validate_backend_choice("gvisor", False, "execution")
     validate_backend_choice("none", True, "execution")
-    with pytest.raises(ValueError, match=r"evaluation\.sandbox\.backend must be gvisor, bubblewrap or none, got 'docker'"):
+    with pytest.raises(ValueError, match=r"evaluation\.sandbox\.backend must be gvisor, bubblewrap, podman or none, got 'docker'"):
         validate_backend_choice("docker", False, "evaluation.sandbox")
     with pytest.raises(ValueError, match=r"set execution\.allow_unsandboxed: true"):
         validate_backend_choice("none", False, "execution")
+
+
+# ---------------------------------------------------------------------------------------------
+# The podman backend: the sandbox image under gVisor gives the gvisor backend's verdicts
+# ---------------------------------------------------------------------------------------------
+
+PARITY_SAMPLES = {
+    "passes": "def f(n):\n    return 1 if n < 2 else n * f(n - 1)\nassert f(5) == 120\n",
+    "failing_assert": "assert sorted([3, 1, 2]) == [3, 2, 1]\n",
+    "network_dns": "import socket\nsocket.create_connection(('pypi.org', 443), timeout=1)\n",
+    "network_ip": "import socket\nsocket.create_connection(('1.1.1.1', 53), timeout=1)\n",
+    "write_root": "open('/escaped', 'w').write('x')\n",
+    "write_etc": "open('/etc/passwd', 'a').write('x')\n",
+    "write_runner": "open('/opt/selfalign/runner.py', 'w').write('x')\n",
+    "write_dev_shm_exec": "import os\nassert os.statvfs('/dev/shm').f_bsize > 0\n",
+    "semaphores": "import multiprocessing as mp\nlock = mp.Lock()\nwith lock:\n    pass\n",
+    "uid_env_caps": (
+        "import os\n"
+        "assert os.getuid() == 65534 and os.geteuid() == 65534\n"
+        "assert sorted(os.environ) == ['HOME', 'LANG', 'PATH', 'TMPDIR'], dict(os.environ)\n"
+        "caps = [l for l in open('/proc/self/status') if l.startswith('CapEff')]\n"
+        "assert caps == ['CapEff:\\t0000000000000000\\n'], caps\n"
+    ),
+    "exception": "raise KeyError('x')\n",
+    "early_exit": "import os\nos._exit(0)\n",
+    "infinite_loop": "while True:\n    pass\n",
+    "memory_bomb": "x = bytearray(4 * 1024 ** 3)\nassert len(x)\n",
+}
+
+
+@pytest.fixture(scope="module")
+def podman_image() -> str:
+    from container_images import require_images
+
+    return require_images("sandbox")["sandbox"]
+
+
+@pytest.fixture(scope="module")
+def podman(podman_image: str) -> Iterator[Sandbox]:
+    _require("podman")
+    with Sandbox("podman", timeout_s=4.0, image=podman_image) as sb:
+        yield sb
+
+
+@pytest.mark.containers
+@pytest.mark.timeout(300)
+def test_podman_backend_gives_the_gvisor_verdicts(gvisor: Sandbox, podman: Sandbox) -> None:
+    assert podman.runner_info["uid"] == 0 and podman.runner_info["pid"] == 1
+    for name, code in PARITY_SAMPLES.items():
+        expected = gvisor.run(code, timeout_s=HANG_S)
+        got, elapsed = _timed(podman, code, timeout_s=HANG_S)
+        assert (got.status, got.reason) == (expected.status, expected.reason), (name, got, expected)
+        assert elapsed < HANG_S + MARGIN_S, name
+    verdicts = {name: podman.run(code, timeout_s=HANG_S) for name, code in PARITY_SAMPLES.items()}
+    assert {n for n, v in verdicts.items() if v.status == "pass"} == {
+        "passes",
+        "write_dev_shm_exec",
+        "semaphores",
+        "uid_env_caps",
+    }
+    assert verdicts["failing_assert"].reason == "assertion"
+    assert verdicts["infinite_loop"].status == "timeout"
+    assert verdicts["memory_bomb"].reason == "memory"
+    for name in ("network_dns", "network_ip", "write_root", "write_etc", "write_runner"):
+        assert verdicts[name].status == "fail", (name, verdicts[name])
+
+
+@pytest.mark.containers
+def test_podman_network_and_host_files_are_out_of_reach(podman: Sandbox, repo: Path) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    nonce = secrets.token_hex(8)
+    try:
+        verdict = podman.run(
+            "import socket\n"
+            f"s = socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
+            "s.sendall(b'escaped')\n",
+            timeout_s=3,
+        )
+        assert verdict.status == "fail", verdict
+        listener.settimeout(0.2)
+        with pytest.raises(socket.timeout):
+            listener.accept()
+    finally:
+        listener.close()
+    for target in (str(repo / f"selfalign-escape-{nonce}"), str(Path.home() / f"x-{nonce}")):
+        verdict = podman.run(f"open({target!r}, 'w').write('escaped')\n")
+        assert verdict.status == "fail", (target, verdict)
+        assert not os.path.exists(target)
+    # The host's home and checkout are simply not there; the image's root is.
+    look = podman.run(
+        "import os\n"
+        f"assert not os.path.exists({str(repo)!r}) and not os.path.exists('/root/.ssh')\n"
+        "assert os.path.exists('/opt/venv/bin/python3')\n"
+    )
+    assert look.status == "pass", look
+
+
+def _podman_containers(name: str) -> str:
+    return subprocess.run(
+        ["podman", "ps", "--all", "--quiet", "--filter", f"name={name}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
+
+
+@pytest.mark.containers
+@pytest.mark.timeout(180)
+def test_podman_sandbox_leaves_nothing_behind_and_heals(podman_image: str) -> None:
+    _require("podman")
+    with Sandbox("podman", image=podman_image, watchdog_margin_s=2.0) as sb:
+        backend = sb.backend
+        name = backend.container_name  # type: ignore[attr-defined]
+        cid = Path(backend.cidfile).read_text().strip()  # type: ignore[attr-defined]
+        assert _podman_containers(name)
+        # The podman client dies (the container lives on under conmon): the next sample gets a
+        # fresh container, and the old one is removed with everything that ran it.
+        proc = sb._proc
+        assert proc is not None
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert sb.run("assert True").status == "pass"
+        assert sb.restarts == 1
+        assert not _podman_containers(name)
+        assert not _pids_mentioning(cid)
+        assert backend.container_name != name  # type: ignore[attr-defined]
+        name = backend.container_name  # type: ignore[attr-defined]
+        cid = Path(backend.cidfile).read_text().strip()  # type: ignore[attr-defined]
+        # A wedged sandbox (the runner stopped) is replaced by the watchdog.
+        subprocess.run(["podman", "pause", name], capture_output=True, timeout=60, check=True)
+        wedged, elapsed = _timed(sb, "assert True", timeout_s=1.0)
+        assert (wedged.status, wedged.reason) == ("timeout", "watchdog"), wedged
+        assert elapsed < 1.0 + 2.0 + MARGIN_S
+        assert not _podman_containers(name)
+        name = ""
+        assert sb.run("assert True").status == "pass"
+        name = backend.container_name  # type: ignore[attr-defined]
+        cid = Path(backend.cidfile).read_text().strip()  # type: ignore[attr-defined]
+    assert not _podman_containers(name)
+    assert not _pids_mentioning(cid)
+
+
+@pytest.mark.containers
+def test_podman_backend_reads_the_image_and_runs_its_evalplus(podman_image: str) -> None:
+    _require("podman")
+    with Sandbox("podman", image=podman_image, timeout_s=30.0, memory_bytes=5 << 30) as sb:
+        site = sb.backend.site_packages("/host/site-packages/not-mounted")
+        assert site == "/opt/venv/lib/python3.11/site-packages"
+        verdict = sb.run(
+            "import sys\n"
+            f"sys.path.insert(0, {site!r})\n"
+            "from importlib import metadata\n"
+            "assert metadata.version('evalplus') == '0.2.1'\n"
+            "from evalplus.eval import untrusted_check\n"
+            "status, details = untrusted_check('humaneval', 'def add(a, b):\\n    return a + b\\n',"
+            " [[1, 2], [3, 4]], 'add', expected=[3, 7], atol=0, ref_time=[0.01, 0.01],"
+            " fast_check=True, min_time_limit=1.0, gt_time_limit_factor=4.0)\n"
+            "assert status == 'pass', (status, details)\n",
+            timeout_s=30.0,
+        )
+        assert verdict.status == "pass", verdict
+
+
+def test_podman_backend_config_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from selfalign.evaluation.score import ScoreParams
+    from selfalign.execution import ExecutionParams
+    from selfalign.sandbox import validate_backend_choice
+
+    validate_backend_choice("podman", False, "execution", "localhost/selfalign/sandbox:latest")
+    validate_backend_choice("podman", False, "execution")
+    with pytest.raises(ValueError, match=r"execution\.image is only used by backend podman"):
+        validate_backend_choice("gvisor", False, "execution", "localhost/selfalign/sandbox")
+    with pytest.raises(ValueError, match=r"evaluation\.sandbox\.image must be an image reference"):
+        validate_backend_choice("podman", False, "evaluation.sandbox", "two words")
+    params = ExecutionParams.from_dict({"backend": "podman", "image": "localhost/x:1"})
+    assert params.image == "localhost/x:1"
+    with pytest.raises(ValueError, match="only used by backend podman"):
+        ScoreParams.from_dict({"backend": "gvisor", "image": "localhost/x:1"})
+    assert ScoreParams.from_dict({"backend": "podman"}).image is None
+    # A missing image names the script that builds it (podman itself may be absent here).
+    monkeypatch.setattr(
+        backends_mod,
+        "image_labels",
+        lambda podman, image: (_ for _ in ()).throw(
+            SandboxUnavailable(f"{image}: build it with `sudo scripts/build-images.sh`")
+        ),
+    )
+    monkeypatch.setattr(backends_mod, "require_tool", lambda name, package: f"/usr/bin/{name}")
+    monkeypatch.setattr(backends_mod.os, "access", lambda path, mode: True)
+    with pytest.raises(SandboxUnavailable, match="build-images.sh"):
+        Sandbox("podman", image="localhost/selfalign/none:0")

@@ -57,7 +57,9 @@ CODE_BLOCK = re.compile(r"^```python\s*\n(.*?)(?=^```)", re.DOTALL | re.MULTILIN
 
 @dataclass(frozen=True)
 class ExecutionParams:
-    """How samples are run; ``backend`` none needs ``allow_unsandboxed: true`` and warns."""
+    """How samples are run; ``backend`` none needs ``allow_unsandboxed: true`` and warns;
+    ``image`` is backend podman's sandbox image (default ``localhost/selfalign/sandbox:latest``).
+    """
 
     backend: str = "gvisor"
     timeout_s: float = 4.0
@@ -66,12 +68,13 @@ class ExecutionParams:
     allow_unsandboxed: bool = False
     upstream_exec_in_function: bool = False
     records_per_unit: int = 256
+    image: str | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ExecutionParams:
         reject_unknown(cls, data, "execution")
         made = cls(**dict(data))
-        validate_backend_choice(made.backend, made.allow_unsandboxed, "execution")
+        validate_backend_choice(made.backend, made.allow_unsandboxed, "execution", made.image)
         for name in ("workers", "records_per_unit", "memory_mb"):
             if getattr(made, name) < 1:
                 raise ValueError(f"execution.{name} must be >= 1")
@@ -221,6 +224,8 @@ def run_execution(
     }
     if params.backend == "none":
         sandbox_kwargs["allow_unsandboxed"] = True
+    if params.image is not None:
+        sandbox_kwargs["image"] = params.image
     bar = progress_bar(
         desc=f"execute {shard:04d}", total=hi - lo, unit="rec", initial=0, enabled=show_progress
     )

@@ -137,12 +137,15 @@ class ScoreParams:
     tasks_per_unit: int = 8
     allow_unsandboxed: bool = False
     gvisor_platform: str | None = None
+    image: str | None = None  # backend podman's sandbox image (None: localhost/selfalign/sandbox)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScoreParams:
         reject_unknown(cls, data, "sandbox")
         made = cls(**dict(data))
-        validate_backend_choice(made.backend, made.allow_unsandboxed, "evaluation.sandbox")
+        validate_backend_choice(
+            made.backend, made.allow_unsandboxed, "evaluation.sandbox", made.image
+        )
         for name in ("workers", "tasks_per_unit", "nproc"):
             if getattr(made, name) < 1:
                 raise ValueError(f"sandbox.{name} must be >= 1")
@@ -379,7 +382,8 @@ def score_task(sandbox: Any, dataset: str, task: JsonObj, solution: str | None, 
     task_id = task["task_id"]
     if solution is None:
         return TaskOutcome({"task_id": task_id, "base_status": "fail", "plus_status": "fail", "reason": MISSING_SAMPLE})
-    template = build_job(dataset, task, solution, params, site)
+    # The podman backend's image has its own evalplus (same pin) where the host's is not mounted.
+    template = build_job(dataset, task, solution, params, sandbox.backend.site_packages(site))
     outcome = TaskOutcome({})
     for attempt in (1, 2):
         tag = f"EVALPLUS-VERDICT-{secrets.token_hex(8)} "
@@ -433,6 +437,7 @@ def _sandbox(params: ScoreParams, site: str) -> Any:
         allow_unsandboxed=params.allow_unsandboxed,
         gvisor_platform=params.gvisor_platform,
         tail_bytes=64 << 10,
+        image=params.image,
     )
 
 

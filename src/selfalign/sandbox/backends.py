@@ -12,6 +12,11 @@ verdicts do not depend on the backend.
   sample additionally runs as uid 65534 with no capabilities.
 * ``bubblewrap``: ``bwrap --unshare-all`` with the same mounts, no capabilities, pid 1 in its
   own pid namespace. Cheaper to start, but a kernel (not gVisor) boundary.
+* ``podman``: ``podman run --runtime runsc --network=none --read-only`` of the sandbox image
+  (``containers/sandbox.Dockerfile``), with the gvisor backend's tmpfs ``/tmp`` and ``/dev/shm``,
+  capabilities, uid drop and memory cap; the runner is the package's own ``runner.py``, mounted
+  read-only. Chosen over the gvisor backend on the image's unpacked rootfs because podman starts
+  it reliably here (about a second) and the rootfs, mounts and cleanup stay podman's job.
 * ``none``: the runner on the host, unsandboxed. Only for baselines and machines without either
   tool; needs ``allow_unsandboxed=True`` and warns.
 """
@@ -26,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 import warnings
 from dataclasses import dataclass, field
@@ -35,7 +41,13 @@ from typing import ClassVar
 RUNNER_SOURCE = Path(__file__).with_name("runner.py")
 RUNNER_IN_SANDBOX = "/opt/selfalign/runner.py"
 NOBODY = 65534
-BACKENDS = ("gvisor", "bubblewrap", "none")
+BACKENDS = ("gvisor", "bubblewrap", "podman", "none")
+DEFAULT_IMAGE = "localhost/selfalign/sandbox:latest"
+"""The sandbox image ``scripts/build-images.sh`` builds (the podman backend's default)."""
+RUNSC = "/usr/bin/runsc"
+RUNNER_CAPS = ("CAP_KILL", "CAP_SETUID", "CAP_SETGID", "CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE")
+"""What the runner keeps (to chown/wipe per-sample dirs and drop to nobody); the sample loses
+every capability with its setuid."""
 HOST_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 """The whole environment given to runsc/bwrap: no host variable (no secret) reaches a sandbox."""
 
@@ -143,6 +155,10 @@ class Backend:
     def argv(self) -> list[str]:
         raise NotImplementedError
 
+    def site_packages(self, host_site: str) -> str:
+        """Where a host site-packages directory (mounted via ``extra_ro_paths``) is inside."""
+        return host_site
+
     def prepare(self) -> None:
         """Create whatever the start needs on the host (a bundle, a state dir)."""
         self.workdir = tempfile.mkdtemp(prefix=f"selfalign-{self.name}-")
@@ -193,16 +209,7 @@ class GVisorBackend(Backend):
         runner = rootfs / RUNNER_IN_SANDBOX.lstrip("/")
         runner.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(RUNNER_SOURCE, runner)
-        # The runner keeps what it needs to chown/wipe per-sample dirs and drop to nobody; the
-        # sample loses every capability with its setuid.
-        caps = [
-            "CAP_KILL",
-            "CAP_SETUID",
-            "CAP_SETGID",
-            "CAP_CHOWN",
-            "CAP_FOWNER",
-            "CAP_DAC_OVERRIDE",
-        ]
+        caps = list(RUNNER_CAPS)
         mounts: list[dict] = [
             {"destination": "/proc", "type": "proc", "source": "proc"},
             {"destination": "/dev", "type": "tmpfs", "source": "tmpfs"},
@@ -338,6 +345,161 @@ class BubblewrapBackend(Backend):
         return cmd
 
 
+def image_labels(podman: str, image: str) -> dict[str, str]:
+    """The labels of a local image; SandboxUnavailable (with the build command) if it is absent."""
+    try:
+        out = subprocess.run(
+            [podman, "image", "inspect", "--format", "{{json .Labels}}", image],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=HOST_ENV,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SandboxUnavailable(f"`podman image inspect {image}` failed: {exc}") from exc
+    if out.returncode != 0:
+        raise SandboxUnavailable(
+            f"the sandbox image {image!r} is not in podman's local storage "
+            f"({out.stderr.strip()[-300:]}): build it with `sudo scripts/build-images.sh`"
+        )
+    labels = json.loads(out.stdout or "null") or {}
+    return {str(k): str(v) for k, v in labels.items()}
+
+
+@dataclass
+class PodmanBackend(Backend):
+    """The sandbox image under gVisor: ``podman run --runtime runsc``, no network, read-only.
+
+    The container gets what the gvisor backend's bundle gets: a read-only root (the image's, not
+    the host's), private tmpfs ``/tmp`` and ``/dev/shm``, runsc's own loopback-only network, the
+    same capabilities and uid drop, ``RLIMIT_NOFILE`` 4096 and the memory cap, and no host
+    environment. ``python`` / ``extra_ro_paths`` are the host's and are not used: the image's
+    interpreter (label ``org.selfalign.python``) runs the runner, and its site-packages (label
+    ``org.selfalign.site-packages``) stands in for the host's.
+    """
+
+    name = "podman"
+    drop_uid = NOBODY
+    image: str = DEFAULT_IMAGE
+    runtime: str = RUNSC
+    platform: str | None = None
+    """runsc ``--platform`` (``ptrace``, ``kvm``); None keeps runsc's default."""
+    podman: str = field(default="", init=False)
+    labels: dict[str, str] = field(default_factory=dict, init=False)
+    container_name: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        self.podman = require_tool("podman", "podman")
+        if not os.access(self.runtime, os.X_OK):
+            raise SandboxUnavailable(
+                f"`{self.runtime}` was not found: install it with `apt-get install -y runsc`"
+            )
+        self.labels = image_labels(self.podman, self.image)
+        for key in ("org.selfalign.python", "org.selfalign.site-packages"):
+            if key not in self.labels:
+                raise SandboxUnavailable(
+                    f"image {self.image!r} has no label {key}: not a selfalign sandbox image "
+                    "(containers/sandbox.Dockerfile)"
+                )
+
+    def site_packages(self, host_site: str) -> str:
+        return self.labels["org.selfalign.site-packages"]
+
+    @property
+    def cidfile(self) -> str:
+        return os.path.join(self.workdir, "cid")
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.container_name = f"selfalign-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        # A private copy: the package may change on disk while the sandbox runs.
+        shutil.copyfile(RUNNER_SOURCE, os.path.join(self.workdir, "runner.py"))
+        os.chmod(os.path.join(self.workdir, "runner.py"), 0o444)
+        os.chmod(self.workdir, 0o755)
+
+    def argv(self) -> list[str]:
+        cmd = [
+            self.podman,
+            "run",
+            "--rm",
+            "--interactive",
+            "--pull=never",
+            f"--runtime={self.runtime}",
+            # runsc's own flags, as the gvisor backend passes them: no network stack but
+            # loopback. Needed, not only belt and braces: podman's --network=none alone leaves
+            # runsc in the root network namespace here, and runsc refuses to start.
+            "--runtime-flag=network=none",
+            *([f"--runtime-flag=platform={self.platform}"] if self.platform else []),
+            "--network=none",
+            f"--name={self.container_name}",
+            f"--cidfile={self.cidfile}",
+            "--log-driver=none",  # samples' output goes to us only, never to a container log
+            "--read-only",
+            "--read-only-tmpfs=false",  # no writable /run, /var/tmp: only /tmp and /dev/shm
+            "--tmpfs=/tmp:rw,nosuid,nodev,mode=755",
+            # gVisor's own tmpfs for POSIX semaphores, not podman's host-side shm directory.
+            "--ipc=none",
+            "--tmpfs=/dev/shm:rw,nosuid,nodev,noexec,mode=1777,size=64m",
+            "--no-hosts",
+            "--user=0:0",
+            "--cap-drop=ALL",
+            *(f"--cap-add={cap}" for cap in RUNNER_CAPS),
+            "--security-opt=no-new-privileges",
+            "--ulimit=nofile=4096:4096",
+            "--hostname=sandbox",
+            "--unsetenv-all",
+            "--env=PATH=/usr/bin:/bin",
+            "--env=LANG=C.UTF-8",
+            "--workdir=/tmp",
+            f"--volume={os.path.join(self.workdir, 'runner.py')}:{RUNNER_IN_SANDBOX}:ro",
+        ]
+        if self.memory_limit_bytes:
+            cmd += [f"--memory={self.memory_limit_bytes}b", f"--memory-swap={self.memory_limit_bytes}b"]
+        cmd += [
+            "--entrypoint=[]",
+            self.image,
+            self.labels["org.selfalign.python"],
+            "-I",
+            "-S",
+            "-B",
+            RUNNER_IN_SANDBOX,
+            *self.runner_args(),
+        ]
+        return cmd
+
+    def cleanup(self) -> None:
+        if self.workdir and self.container_name:
+            # The container runs under conmon, not under the podman client we killed: remove it
+            # explicitly, then kill anything (runsc, gofer) still naming it.
+            try:
+                cid = Path(self.cidfile).read_text().strip()
+            except OSError:
+                cid = ""
+            # A paused (wedged) container whose client was killed can refuse the first removal
+            # ("container state improper"); once its processes are gone a retry succeeds.
+            for attempt in range(3):
+                try:
+                    removed = subprocess.run(
+                        [self.podman, "rm", "--force", "--time=0", "--ignore", self.container_name],
+                        capture_output=True,
+                        timeout=60,
+                        env=HOST_ENV,
+                    )
+                except (OSError, subprocess.SubprocessError):
+                    removed = None
+                if cid:
+                    kill_processes_mentioning(cid)
+                if removed is not None and removed.returncode == 0:
+                    break
+                time.sleep(0.2 * (attempt + 1))
+            else:
+                logging.getLogger(__name__).warning(
+                    "podman could not remove sandbox container %s", self.container_name
+                )
+            self.container_name = ""
+        super().cleanup()
+
+
 @dataclass
 class UnsandboxedBackend(Backend):
     """The runner directly on the host. Forks and limits still apply; isolation does not."""
@@ -368,9 +530,12 @@ class UnsandboxedBackend(Backend):
         return [self.python, "-I", "-S", "-B", str(RUNNER_SOURCE), *self.runner_args()]
 
 
-def validate_backend_choice(backend: str, allow_unsandboxed: bool, section: str) -> None:
-    """A config section's ``backend`` / ``allow_unsandboxed`` pair, checked before any job runs:
-    an unknown backend, or ``none`` without the explicit opt-in, names ``section``."""
+def validate_backend_choice(
+    backend: str, allow_unsandboxed: bool, section: str, image: str | None = None
+) -> None:
+    """A config section's ``backend`` / ``allow_unsandboxed`` / ``image``, checked before any job
+    runs: an unknown backend, ``none`` without the explicit opt-in, or an image given to a
+    backend other than ``podman`` (or an empty one) names ``section``."""
     if backend not in BACKENDS:
         raise ValueError(f"{section}.backend must be {', '.join(BACKENDS[:-1])} or none, got {backend!r}")
     if backend == "none" and not allow_unsandboxed:
@@ -378,6 +543,13 @@ def validate_backend_choice(backend: str, allow_unsandboxed: bool, section: str)
             f"{section}.backend none runs generated code unsandboxed on this machine: "
             f"set {section}.allow_unsandboxed: true to accept that"
         )
+    if image is not None:
+        if backend != "podman":
+            raise ValueError(
+                f"{section}.image is only used by backend podman (backend is {backend!r})"
+            )
+        if not isinstance(image, str) or not image.strip() or any(c.isspace() for c in image):
+            raise ValueError(f"{section}.image must be an image reference, got {image!r}")
 
 
 def make_backend(
@@ -389,8 +561,10 @@ def make_backend(
     gvisor_platform: str | None = None,
     preload: tuple[str, ...] | None = None,
     memory_limit_bytes: int | None = None,
+    image: str | None = None,
 ) -> Backend:
-    """Build the backend called ``name`` (``gvisor``, ``bubblewrap`` or ``none``)."""
+    """Build the backend called ``name`` (``gvisor``, ``bubblewrap``, ``podman`` or ``none``);
+    ``image`` is the podman backend's sandbox image (default :data:`DEFAULT_IMAGE`)."""
     python = os.path.realpath(python) if python else real_python()
     prefix = python_prefix(python)
     if name == "gvisor":
@@ -399,6 +573,17 @@ def make_backend(
         )
     if name in ("bubblewrap", "bwrap"):
         return BubblewrapBackend(python, prefix, extra_ro_paths, preload, memory_limit_bytes)
+    if name == "podman":
+        return PodmanBackend(
+            python,
+            prefix,
+            extra_ro_paths,
+            preload,
+            memory_limit_bytes,
+            image or DEFAULT_IMAGE,
+            RUNSC,
+            gvisor_platform,
+        )
     if name == "none":
         return UnsandboxedBackend(
             python, prefix, extra_ro_paths, preload, memory_limit_bytes, allow_unsandboxed
@@ -412,6 +597,9 @@ def check_backend(name: str) -> None:
         require_tool("runsc", "runsc")
     elif name in ("bubblewrap", "bwrap"):
         require_tool("bwrap", "bubblewrap")
+    elif name == "podman":
+        require_tool("podman", "podman")
+        require_tool("runsc", "runsc")
     elif name != "none":
         raise ValueError(f"unknown sandbox backend {name!r}; choose one of {', '.join(BACKENDS)}")
 

@@ -51,8 +51,9 @@ class Sandbox:
         with Sandbox("gvisor") as sb:
             verdict = sb.run(code, timeout_s=4.0)
 
-    ``backend``: ``"gvisor"`` (default), ``"bubblewrap"`` or ``"none"`` (unsandboxed; requires
-    ``allow_unsandboxed=True`` and warns).
+    ``backend``: ``"gvisor"`` (default), ``"bubblewrap"``, ``"podman"`` (the sandbox image
+    ``image`` under gVisor) or ``"none"`` (unsandboxed; requires ``allow_unsandboxed=True`` and
+    warns).
 
     ``upstream_exec_in_function``: reproduce upstream StarCoder2-Instruct's execution filter,
     which ran ``exec(code)`` inside a function body, so top-level names land in a locals dict and
@@ -87,6 +88,7 @@ class Sandbox:
         gvisor_platform: str | None = None,
         preload: tuple[str, ...] | None = None,
         sandbox_memory_bytes: int | None = None,
+        image: str | None = None,
         startup_timeout_s: float = 60.0,
         watchdog_margin_s: float = 5.0,
         max_start_failures: int = 3,
@@ -108,6 +110,7 @@ class Sandbox:
             "allow_unsandboxed": allow_unsandboxed,
             "gvisor_platform": gvisor_platform,
             "preload": None if preload is None else tuple(preload),
+            "image": image,
             # Default: one sample's full allowance plus room for the runner and gVisor itself.
             "memory_limit_bytes": (
                 int(sandbox_memory_bytes)
