@@ -158,6 +158,21 @@ record() {  # name -> one JSON object
 } >"$OUT_DIR/images.json.tmp"
 python3 -m json.tool "$OUT_DIR/images.json.tmp" >"$OUT_DIR/images.json"
 rm -f "$OUT_DIR/images.json.tmp"
+if [[ " $IMAGES " == *" sandbox "* ]]; then
+    # A config overlay: generated code runs in exactly this sandbox image, named by its ID.
+    sandbox_id=$(podman image inspect --format 'sha256:{{.Id}}' localhost/selfalign/sandbox:latest)
+    cat >"$OUT_DIR/sandbox-config.yaml" <<YAML
+# Written by scripts/build-images.sh: run every sample in the sandbox image just built.
+#   snakemake --configfile config.yaml $OUT_DIR/sandbox-config.yaml ...
+execution:
+  backend: podman
+  image: $sandbox_id
+evaluation:
+  sandbox:
+    backend: podman
+    image: $sandbox_id
+YAML
+fi
 for name in debian $IMAGES; do
     ref=localhost/selfalign/$name:latest
     [[ $name == debian ]] && ref=$BASE_IMAGE

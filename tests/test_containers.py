@@ -186,6 +186,17 @@ def test_build_script_recorded_the_images() -> None:
             check=True,
         ).stdout.strip()
         assert ids[name] == inspected, (name, ids[name], inspected)
+    # The overlay it wrote pins the sandbox image by ID and passes the config checks.
+    from selfalign.config import load_config, validate_config
+    from selfalign.evaluation.score import ScoreParams
+    from selfalign.execution import ExecutionParams
+
+    overlay = Path(__file__).resolve().parents[1] / "results" / "images" / "sandbox-config.yaml"
+    config = load_config([Path(__file__).resolve().parents[1] / "config.yaml", overlay])
+    validate_config(config)
+    execution = {k: v for k, v in config["execution"].items() if k != "shards"}
+    assert ExecutionParams.from_dict(execution).image == ids["sandbox"]
+    assert ScoreParams.from_dict(config["evaluation"]["sandbox"]).image == ids["sandbox"]
 
 
 SCORE_CASES = [
