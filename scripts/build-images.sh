@@ -112,14 +112,19 @@ fi
 build() {  # name, extra podman build args...
     local name=$1
     shift
-    local t0
+    local t0 old
     t0=$(now)
+    old=$(podman image inspect --format '{{.Id}}' "localhost/selfalign/$name:latest" 2>/dev/null || true)
     log "building localhost/selfalign/$name on $BASE_IMAGE"
     podman build --runtime "$BUILD_RUNTIME" --network host --layers \
         -f "$REPO/containers/$name.Dockerfile" --build-arg "BASE=$BASE_IMAGE" \
         -t "localhost/selfalign/$name:latest" "${CA_ARGS[@]}" "$@" "$CONTEXT" >"$OUT_DIR/build-$name.log" 2>&1 \
         || { tail -30 "$OUT_DIR/build-$name.log" >&2; exit 1; }
     TIMES[$name]=$(since "$t0")
+    # The image this build replaced, now untagged: ours, and no longer referenced.
+    if [[ -n $old && $old != $(podman image inspect --format '{{.Id}}' "localhost/selfalign/$name:latest") ]]; then
+        podman rmi "$old" >/dev/null 2>&1 || true
+    fi
 }
 
 for name in $IMAGES; do
@@ -148,7 +153,8 @@ record() {  # name -> one JSON object
 }
 {
     printf '{\n  "base": %s,\n  "base_rootfs_sha256": "%s",\n' "$(record "$BASE_IMAGE")" "$TAR_SHA"
-    for name in $IMAGES; do
+    for name in sandbox pipeline; do  # every image there is, not only those built now
+        podman image exists "localhost/selfalign/$name:latest" || continue
         printf '  "%s": %s,\n' "$name" "$(record "localhost/selfalign/$name:latest")"
     done
     printf '  "seconds": {'
@@ -173,9 +179,10 @@ evaluation:
     image: $sandbox_id
 YAML
 fi
-for name in debian $IMAGES; do
+for name in debian sandbox pipeline; do
     ref=localhost/selfalign/$name:latest
     [[ $name == debian ]] && ref=$BASE_IMAGE
+    podman image exists "$ref" || continue
     podman image inspect --format "$ref  id=sha256:{{.Id}}  digest={{.Digest}}  size={{.Size}}" "$ref"
 done
 log "wrote $OUT_DIR/images.json (seconds: $(for k in "${!TIMES[@]}"; do printf '%s=%s ' "$k" "${TIMES[$k]}"; done))"
