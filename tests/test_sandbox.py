@@ -600,6 +600,9 @@ def test_podman_backend_gives_the_gvisor_verdicts(gvisor: Sandbox, podman: Sandb
     assert verdicts["memory_bomb"].reason == "memory"
     for name in ("network_dns", "network_ip", "write_root", "write_etc", "write_runner"):
         assert verdicts[name].status == "fail", (name, verdicts[name])
+    # The same sandbox-wide memory cap (the sample's allowance + 512 MiB), as gVisor sees it.
+    meminfo = "print(open('/proc/meminfo').readline().split()[1])\n"
+    assert podman.run(meminfo).stdout_tail == gvisor.run(meminfo).stdout_tail == f"{(1 << 20) + (1 << 19)}\n"  # kB
 
 
 @pytest.mark.containers
