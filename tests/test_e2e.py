@@ -22,7 +22,14 @@ CHAIN_TIMEOUT_S = 2700
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2 * CHAIN_TIMEOUT_S + 600)]
 
 SEED_ARTIFACTS = ("raw.jsonl", "dedup.jsonl", "dedup.duplicates.jsonl", "quality.jsonl", "filtered.jsonl")
-MODEL_FILES = ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json")
+MODEL_FILES = (
+    "model.safetensors",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "training_log.json",
+)
 GENERATED = ("seeds/judged.jsonl", "concepts.jsonl", "instructions.jsonl", "responses.jsonl")
 EXECUTED = "executed.jsonl"
 CURATED = ("sanitized.jsonl", "cleaned.jsonl", "sft.jsonl", "sft.parquet", "README.md", "decontamination.json")

@@ -641,6 +641,10 @@ def build_tiny_model(
             "loss": losses,
             "loss_start": losses[0],
             "loss_end": sum(losses[-10:]) / len(losses[-10:]),
+        }
+        # How this particular run went (resumed or not, its times) goes to the sidecar only:
+        # the model directory holds what the config determines, so a rerun gives its bytes.
+        run_facts = {
             "resumed_from_step": resumed_from,
             "wall_s": round(time.monotonic() - started, 3),
             "cpu_s": round(time.process_time() - cpu_started, 3),
@@ -649,7 +653,7 @@ def build_tiny_model(
 
     shutil.rmtree(partial, ignore_errors=True)
     skipped = ("format", "params", "inputs", "versions", "loss", "documents")
-    extra = {key: value for key, value in summary.items() if key not in skipped}
+    extra = {key: value for key, value in summary.items() if key not in skipped} | run_facts
     return StageStats(n_in=docs.n_in, n_out=len(docs.all()), drops=docs.drops, extra=extra)
 
 
