@@ -1,6 +1,6 @@
 """Benchmark the execution filter: samples/s in gVisor against an unsandboxed fork-per-sample run.
 
-    python benchmarks/execution.py [--workers 2 4] [--timeouts 4] [--repeat 2]
+    python benchmarks/execution.py [--workers 2 4] [--timeouts 4] [--repeat 2] [--ours podman]
 
 The mix is real code: every HumanEval+ v0.1.9 canonical solution with its tests (passes), the
 same tasks with a planted bug (``return None``: fails), and a few samples that sleep past the
@@ -9,7 +9,9 @@ through :class:`selfalign.sandbox.SandboxPool`:
 
 * baseline: backend ``none``: the same runner on the host, forking one child per sample with
   the same limits, no sandbox (upstream ran samples unsandboxed, one fork each);
-* ours: backend ``gvisor``: one long-lived ``runsc`` sandbox per worker, one fork per sample.
+* ours: backend ``gvisor``: one long-lived ``runsc`` sandbox per worker, one fork per sample;
+  or, with ``--ours podman``, the same runner in the sandbox image under ``podman run --runtime
+  runsc`` (build it first with ``scripts/build-images.sh``).
 
 Both are checked to give the same verdict status for every sample. Reports samples/s and the
 ratio ours/baseline for each worker count (workers may exceed the 2 cores: a sample that
@@ -49,7 +51,7 @@ def samples(timeouts: int, seed: int = 0) -> list[tuple[str, str]]:
 
 
 def run(backend: str, workers: int, codes: list[str], timeout_s: float) -> tuple[float, list[str]]:
-    extra = {"allow_unsandboxed": True} if backend == "none" else {}
+    extra: dict[str, object] = {"allow_unsandboxed": True} if backend == "none" else {}
     with SandboxPool(workers, backend, timeout_s=timeout_s, **extra) as pool:
         pool.run_many(codes[:4], timeout_s=timeout_s)  # warm-up: sandboxes started, caches hot
         started = time.perf_counter()
@@ -64,26 +66,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeouts", type=int, default=4, help="samples that time out")
     parser.add_argument("--timeout-s", type=float, default=4.0)
     parser.add_argument("--repeat", type=int, default=2, help="runs per configuration (best kept)")
+    parser.add_argument("--ours", choices=["gvisor", "podman"], default="gvisor", help="the sandboxed backend measured")
     args = parser.parse_args(argv)
 
     mix = samples(args.timeouts)
     codes = [code for _, code in mix]
     expected = Counter(status for status, _ in mix)
     print(f"{len(codes)} samples: {dict(expected)}; limit {args.timeout_s} s")
+    ours = args.ours
     for workers in args.workers:
         best: dict[str, float] = {}
         statuses: dict[str, list[str]] = {}
         for attempt in range(args.repeat):
-            for backend in (("none", "gvisor") if attempt % 2 == 0 else ("gvisor", "none")):
+            for backend in (("none", ours) if attempt % 2 == 0 else (ours, "none")):
                 seconds, found = run(backend, workers, codes, args.timeout_s)
                 best[backend] = min(best.get(backend, seconds), seconds)
                 statuses[backend] = found
                 print(f"  workers={workers} {backend:7s} {seconds:6.2f} s  {len(codes) / seconds:6.1f} samples/s  {dict(Counter(found))}", flush=True)
-        same = statuses["none"] == statuses["gvisor"]
+        same = statuses["none"] == statuses[ours]
         rate = {b: len(codes) / s for b, s in best.items()}
         print(
-            f"workers={workers}: gvisor {rate['gvisor']:.1f} samples/s, unsandboxed {rate['none']:.1f} samples/s, "
-            f"ratio {rate['gvisor'] / rate['none']:.2f}; same verdicts: {'yes' if same else 'NO'}"
+            f"workers={workers}: {ours} {rate[ours]:.1f} samples/s, unsandboxed {rate['none']:.1f} samples/s, "
+            f"ratio {rate[ours] / rate['none']:.2f}; same verdicts: {'yes' if same else 'NO'}"
         )
     return 0
 
