@@ -3,6 +3,8 @@
 # debootstrap (no registry needed), and record their IDs in results/images/images.json.
 #
 #   sudo scripts/build-images.sh            # root; installs debootstrap, podman, runc, runsc
+#   sudo scripts/build-images.sh --run      # then run the execution stage in the images and
+#                                           # check it keeps the host's bytes (pytest -m containers)
 #
 # Idempotent and cheap to rerun: the debootstrap rootfs is cached as a tarball
 # ($SELFALIGN_IMAGE_CACHE, default /var/cache/selfalign), the base is imported only when the
@@ -36,6 +38,13 @@ export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 log() { printf '[build-images %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 now() { date +%s.%N; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
+
+RUN_AFTER=0
+case "${1:-}" in
+    "") ;;
+    --run) RUN_AFTER=1 ;;
+    *) echo "usage: build-images.sh [--run]" >&2; exit 2 ;;
+esac
 
 if [[ $(id -u) -ne 0 ]]; then
     echo "build-images.sh: run as root (debootstrap and rootful podman)" >&2
@@ -186,3 +195,11 @@ for name in debian sandbox pipeline; do
     podman image inspect --format "$ref  id=sha256:{{.Id}}  digest={{.Digest}}  size={{.Size}}" "$ref"
 done
 log "wrote $OUT_DIR/images.json (seconds: $(for k in "${!TIMES[@]}"; do printf '%s=%s ' "$k" "${TIMES[$k]}"; done))"
+
+if ((RUN_AFTER)); then
+    # The execution stage on the host (gVisor), with every sample in the sandbox image, and as a
+    # whole inside the pipeline image: tests/test_containers.py requires the same bytes from all.
+    "$REPO/scripts/setup.sh"
+    cd "$REPO"
+    exec .venv/bin/python -m pytest -p no:cacheprovider -m containers
+fi
