@@ -91,20 +91,25 @@ def model_dir_digest(path: str | os.PathLike[str] | None) -> str | None:
     revision instead) or no model."""
     if path is None or not Path(path).is_dir():
         return None
-    return _digest(Path(path))[0]
+    return artifact_digest(Path(path))[0]
 
 
-def _digest(artifact: Path) -> tuple[str, int]:
+def artifact_size(artifact: Path) -> int:
+    """Bytes of a file; of a directory (a model), the total size of its files."""
+    if not artifact.is_dir():
+        return artifact.stat().st_size
+    return sum(p.stat().st_size for p in artifact.rglob("*") if p.is_file())
+
+
+def artifact_digest(artifact: Path) -> tuple[str, int]:
     """sha256 and size of a file; of a directory (a model), the sha256 of its sorted
     ``<relative path>\0<file sha256>\n`` manifest and the total size of its files."""
     if not artifact.is_dir():
         return sha256_file(artifact), artifact.stat().st_size
     manifest = hashlib.sha256()
-    total = 0
     for path in sorted(p for p in artifact.rglob("*") if p.is_file()):
         manifest.update(f"{path.relative_to(artifact).as_posix()}\0{sha256_file(path)}\n".encode())
-        total += path.stat().st_size
-    return manifest.hexdigest(), total
+    return manifest.hexdigest(), artifact_size(artifact)
 
 
 def write_sidecar(
@@ -120,7 +125,7 @@ def write_sidecar(
 ) -> Path:
     """Write the sidecar for ``artifact`` (which must already exist) and return its path."""
     artifact = Path(artifact)
-    digest, size = _digest(artifact)
+    digest, size = artifact_digest(artifact)
     meta: dict[str, Any] = {
         "artifact": artifact.name,
         "stage": stage,

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from .evaluation.score import PAPER_PASS_AT_1, TABLE_HEADER, markdown_table, table_rows
-from .provenance import SIDECAR_SUFFIX, sidecar_path
+from .provenance import SIDECAR_SUFFIX, artifact_digest, artifact_size, sidecar_path
 from .records import atomic_writer, fingerprint, sha256_file
 
 #: The report's own directory under the results directory (never read as a run artifact).
@@ -249,12 +249,6 @@ def _display(prefix: str, rel: str) -> str:
     return str(PurePosixPath(prefix) / rel)
 
 
-def _disk_size(path: Path) -> int:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
-
-
 @dataclass
 class Artifact:
     """One file or directory of the run with its hash and where the hash comes from."""
@@ -299,13 +293,11 @@ def _sidecar_artifact(results_dir: Path, prefix: str, meta_path: Path, verify: b
     rel = target.relative_to(results_dir).as_posix()
     if not target.exists():
         raise ReportError(f"{meta_path}: sidecar of a missing artifact {target}")
-    size = _disk_size(target)
+    size = artifact_size(target)
     if size != meta["bytes"]:
         raise ReportError(f"{meta_path}: stale sidecar, it says {meta['bytes']} bytes, {target} has {size}")
     if verify:
-        from .provenance import _digest
-
-        digest = _digest(target)[0]
+        digest = artifact_digest(target)[0]
         if digest != meta["sha256"]:
             raise ReportError(f"{meta_path}: stale sidecar, {target} hashes to {digest}, not {meta['sha256']}")
     kind = "directory" if target.is_dir() else "file"
