@@ -56,6 +56,8 @@ def gen_settings(stage):
     changing (say) responses.n reruns the responses jobs and nothing upstream of them."""
     generation = config["generation"]
     section = {"fewshot": generation["fewshot"], "limit": generation["limit"] if stage == "judge" else None}
+    if stage == "judge":
+        section["judge_overlong"] = generation["judge_overlong"]
     if stage in generation:
         section[stage] = generation[stage]
     settings = {
@@ -78,3 +80,19 @@ def eval_data_params():
 
 def eval_version(dataset):
     return EVAL[f"{dataset}_version"]
+
+
+# Re-scoring the released model: its files are pinned by URL + sha256 in config rescore.
+def rescore_pin(dataset, part):
+    """One pinned file of config rescore: as JSON for `selfalign pins fetch`."""
+    section = config["rescore"]
+    pin = dict(section[dataset][part])
+    pin.update(mirrors=section.get("mirrors", []), cache_dir=section.get("cache_dir", "~/.cache/selfalign/rescore"))
+    return json.dumps(pin, sort_keys=True)
+
+
+def rescore_inputs(wc):
+    inputs = {"samples": f"results/rescore/inputs/{wc.dataset}.samples"}
+    if config["rescore"][wc.dataset].get("published"):
+        inputs["published"] = f"results/rescore/inputs/{wc.dataset}.published"
+    return inputs

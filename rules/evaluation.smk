@@ -93,9 +93,28 @@ rule eval_table:
         "selfalign eval table --inputs {input} --out {output} > {log} 2>&1"
 
 
+rule rescore_input:
+    output:
+        "results/rescore/inputs/{dataset}.{part}",
+    wildcard_constraints:
+        dataset="humaneval|mbpp",
+        part="samples|published",
+    params:
+        pin=lambda wc: rescore_pin(wc.dataset, wc.part),
+    log:
+        "results/rescore/logs/{dataset}.{part}.fetch.log",
+    resources:
+        mem_mb=500,
+        runtime=10,
+    container:
+        PIPELINE_IMAGE
+    shell:
+        "selfalign pins fetch --pin {params.pin:q} --out {output} > {log} 2>&1"
+
+
 rule rescore_dataset:
     input:
-        samples=lambda wc: config["rescore"][wc.dataset]["samples"],
+        unpack(rescore_inputs),
     output:
         data="results/rescore/{dataset}.json",
         meta="results/rescore/{dataset}.json.meta.json",
@@ -104,12 +123,8 @@ rule rescore_dataset:
     params:
         version=lambda wc: eval_version(wc.dataset),
         data=eval_data_params(),
-        sandbox=json.dumps(EVAL["sandbox"], sort_keys=True),
-        published=lambda wc: (
-            f"--published {config['rescore'][wc.dataset]['published']}"
-            if config["rescore"][wc.dataset].get("published")
-            else ""
-        ),
+        sandbox=json.dumps({**EVAL["sandbox"], "checker": config["rescore"]["checker"]}, sort_keys=True),
+        published=lambda wc, input: f"--published {input.published}" if "published" in input.keys() else "",
     log:
         "results/rescore/logs/{dataset}.log",
     benchmark:
@@ -128,7 +143,7 @@ rule rescore_dataset:
 
 rule rescore:
     input:
-        expand("results/rescore/{dataset}.json", dataset=sorted(config["rescore"])),
+        expand("results/rescore/{dataset}.json", dataset=[d for d in EVAL_DATASETS if d in config["rescore"]]),
     output:
         "results/rescore/table.md",
     log:

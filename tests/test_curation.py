@@ -16,8 +16,10 @@ from selfalign.curation import (
     SmartParams,
     code_blocks,
     definition_names,
+    joined_function_names,
     load_contamination,
     record_rng,
+    remove_comment_lines,
     run_clean,
     run_sanitize,
     run_sft,
@@ -105,6 +107,17 @@ def test_code_blocks_follow_upstream_fence_rules() -> None:
     assert code_blocks(text, "python") == ["x = 1", "y = 2"]  # tags compare case-insensitively
 
 
+def test_release_comment_removal_drops_whole_comment_lines_only() -> None:
+    text = (
+        '```python\n# head\ndef f(x):\n    """Doc."""\n\n    # note\n    return x  # trailing\n```\n'
+        "Text\n# kept outside\n```bash\n# also in other blocks\nls\n```\n"
+    )
+    assert remove_comment_lines(text) == (
+        '```python\ndef f(x):\n    """Doc."""\n    return x  # trailing\n```\n'
+        "Text\n# kept outside\n```bash\nls\n```\n"
+    )
+
+
 def test_comment_removal_keeps_fences_on_their_own_line() -> None:
     text = '```python\ndef f(x):\n    """Doc."""\n    # note\n    return x  # trailing\n```\n\nText # kept\n'
     cleaned = strip_comments_in_blocks(text)
@@ -123,6 +136,10 @@ def test_definition_names_ignore_case_and_underscores() -> None:
 
 
 # ------------------------------------------------------------------------------------ stages
+
+
+#: The enhance branch's clean (14f4294 and later): numpy shuffle 6666, 200 words, name sets.
+ENHANCE_CLEAN = CleanParams(shuffle="numpy", seed=6666, max_instruction_words=200, func_names="sets")
 
 
 def write(path: Path, records: list[dict]) -> Path:
@@ -176,7 +193,7 @@ def test_clean_dedups_and_diversifies_in_the_seeded_order(tmp_path: Path) -> Non
     ]
     path = write(tmp_path / "sanitized.jsonl", records)
     out = tmp_path / "cleaned.jsonl"
-    stats = run_clean(path, out, CleanParams(), show_progress=False)
+    stats = run_clean(path, out, ENHANCE_CLEAN, show_progress=False)
     kept = read_jsonl(out)
     order = shuffled_order(len(records), 6666)
     # output follows the shuffled order
@@ -190,8 +207,45 @@ def test_clean_dedups_and_diversifies_in_the_seeded_order(tmp_path: Path) -> Non
     assert sum(stats.drops.values()) == 5
     # deterministic: a rerun gives the same bytes
     again = tmp_path / "again.jsonl"
-    run_clean(path, again, CleanParams(), show_progress=False)
+    run_clean(path, again, ENHANCE_CLEAN, show_progress=False)
     assert again.read_bytes() == out.read_bytes()
+
+
+def test_release_clean_keys_joined_names_with_the_texts(tmp_path: Path) -> None:
+    """The release: function names in visit order joined by a space go into seen_keys; an empty
+    name string is a key too, case and underscores count, class names do not."""
+
+    def rec(rid: str, instruction: str, code: str) -> dict:
+        return {"id": rid, "instruction": instruction, "response": split_sections(response(code=code)).raw()}
+
+    records = [
+        rec("a", "One.", "def add_one(x):\n    return x + 1"),
+        rec("b", "Two.", "def Add_One(x):\n    return 1 + x"),  # other case: new names
+        rec("c", "Three.", "x = 1\nassert x"),  # no function: names ""
+        rec("d", "Four.", "y = 2\nassert y"),  # names "" again: dropped
+        rec("e", "Five.", "class A:\n    def add_one(self):\n        return 1"),  # names "add_one" again
+        rec("f", "Six.", "def outer():\n    def inner():\n        pass\n    return inner\ndef last(): ..."),
+    ]
+    out = tmp_path / "cleaned.jsonl"
+    stats = run_clean(write(tmp_path / "s.jsonl", records), out, CleanParams(), show_progress=False)
+    kept = {r["id"] for r in read_jsonl(out)}
+    # one of a/e ("add_one") and one of c/d (""): whichever the shuffle put first
+    order = [records[i]["id"] for i in shuffled_order(6, 0, "python")]
+    assert kept == {"b", "f", min("ae", key=order.index), min("cd", key=order.index)}
+    assert stats.drops == {"duplicate_function_names": 2}
+    assert joined_function_names("def outer():\n    def inner(): ...\n    return 1\nasync def last(): ...") == (
+        "outer inner last"
+    )
+    assert shuffled_order(6, 0, "python") == _python_shuffle(6)
+
+
+def _python_shuffle(n: int) -> list[int]:
+    import random
+
+    rows = list(range(n))
+    random.seed(0)
+    random.shuffle(rows)
+    return rows
 
 
 def test_clean_names_file_line_and_field_of_bad_input(tmp_path: Path) -> None:
@@ -203,7 +257,7 @@ def test_clean_names_file_line_and_field_of_bad_input(tmp_path: Path) -> None:
 
 
 def test_smart_rewrite_is_per_record_and_follows_upstream_rules() -> None:
-    params = SmartParams()
+    params = SmartParams(rng="per_record", remove_comments="ast")
     text = split_sections(response()).raw()
     results = [smart_rewrite("Write add_one.", text, record_rng(0, f"id{n}"), params) for n in range(400)]
     # the tests never survive (the instruction does not mention tests); tags are gone
@@ -243,6 +297,18 @@ def test_smart_drops_incomplete_responses() -> None:
     assert caught.value.reason == "incomplete"
 
 
+def test_release_smart_draws_from_one_stream_in_file_order(tmp_path: Path) -> None:
+    text = split_sections(response()).raw()
+    records = [{"id": f"r{n}", "instruction": "Write add_one.", "response": text} for n in range(40)]
+    out = tmp_path / "sft.jsonl"
+    run_sft(write(tmp_path / "in.jsonl", records), out, SmartParams(), show_progress=False)
+    rng = __import__("random").Random(0)
+    want = [smart_rewrite("Write add_one.", text, rng, SmartParams()).response for _ in records]
+    assert [r["response"] for r in read_jsonl(out)] == want
+    # the same record in another position gets another fate: the order matters, as in the release
+    assert len(set(want)) > 1
+
+
 def test_sft_drops_contaminated_records_and_reports_them(tmp_path: Path, evalplus_dir: Path) -> None:
     del evalplus_dir  # resolved by the mirror below
     he = json.loads(
@@ -260,7 +326,7 @@ def test_sft_drops_contaminated_records_and_reports_them(tmp_path: Path, evalplu
         {"humaneval": "evalplus:v0.1.9", "mbpp": "evalplus:v0.1.0", "mirrors": [str(shared_data() / "evalplus")]}
     )
     out = tmp_path / "sft.jsonl"
-    params = SmartParams(remove_comments=False)
+    params = SmartParams(remove_comments="off", decontaminate=True)
     stats = run_sft(path, out, params, contamination=contamination, show_progress=False)
     assert stats.n_out == 1 and list(stats.drops) == ["contaminated:humaneval_docstrings"]
     assert contamination.hits == [{"id": "leak/2", "field": "response", "benchmark": "humaneval_docstrings"}]

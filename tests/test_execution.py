@@ -133,6 +133,18 @@ def test_record_shapes_and_bad_records(tmp_path: Path) -> None:
     assert [r["id"] for r in read_jsonl(tmp_path / "out.jsonl")] == ["ours/0", "upstream/0", "single/0"]
     assert (stats.n_in, stats.n_out, dict(stats.drops)) == (4, 3, {"no_code": 1})
 
+    # The release's I->R output has no id: the line number stands in, stable for the file.
+    release = tmp_path / "release.jsonl"
+    write_jsonl(release, [{"instruction": "x", "parsing_result": [{"response": ok}]}, {"instruction": "y", "response": ok}])
+    stats = run_execution(release, tmp_path / "rel-out.jsonl", ExecutionParams.from_dict(PARAMS), show_progress=False)
+    assert [r["id"] for r in read_jsonl(tmp_path / "rel-out.jsonl")] == ["line000000001/0", "line000000002/0"]
+    assert stats.extra["ids_from_line_numbers"] == 2
+
+    mistyped = tmp_path / "mistyped.jsonl"
+    write_jsonl(mistyped, [{"id": 7, "response": ok}])
+    with pytest.raises(RecordError, match=r"mistyped\.jsonl:1: field 'id': must be a string, got int$"):
+        run_execution(mistyped, tmp_path / "m-out.jsonl", ExecutionParams.from_dict(PARAMS), show_progress=False)
+
     bad = tmp_path / "bad.jsonl"
     write_jsonl(bad, [{"id": "a", "response": ok}, {"id": "b", "parsing_result": [{"text": "x"}]}])
     with pytest.raises(RecordError) as caught:

@@ -28,6 +28,7 @@ from conftest import shared_data, stdlib_functions
 from selfalign.benchdata import FetchError
 from selfalign.generation.client import ServerNotReadyError
 from selfalign.generation.prompts import (
+    JUDGE_DUMMY_CODE,
     concepts_prompt,
     instruction_prompt,
     judge_prompt,
@@ -114,7 +115,7 @@ def settings(**generation: Any) -> StageSettings:
                 "ready_timeout_s": 5,
                 "request_timeout_s": 10,
             },
-            "generation": {"fewshot": {"source": "tiny"}, "limit": None, **generation},
+            "generation": {"fewshot": {"source": "tiny"}, "limit": None, "judge_overlong": "server", **generation},
         }
     )
 
@@ -171,6 +172,37 @@ def test_judge_keeps_yes_drops_no_and_ties_with_upstream_prompts(
         "no": 0,
     }
     assert kept[1]["content"] == records[3]["content"]
+
+
+def test_an_overlong_judge_prompt_takes_the_dummy_verdict_as_in_the_release(
+    seeds: Path, tmp_path: Path, scripted: Callable[..., Scripted]
+) -> None:
+    """filter_dataset.py at 0b19dbc: code whose prompt would exceed 16,380 tokens is judged as
+    its dummy function, and the record keeps the dummy's verdict; ``drop`` drops it instead."""
+    records = read_jsonl(seeds)
+    long_id = records[2]["id"]
+
+    def count(text: str) -> int:  # a stand-in tokenizer: 1 token per char, record 2 is huge
+        return 20_000 if text == records[2]["content"] else len(text) // 4
+
+    dummy = judge_prompt(JUDGE_DUMMY_CODE, 2).prompt
+    server = scripted(lambda body: completion(body, [(" Yes" if body["prompt"] == dummy else " No", "stop")]))
+    out = tmp_path / "judged.jsonl"
+    config = settings(limit=4, judge_overlong="dummy")
+    stats = run_stage("judge", seeds, out, config, base_url=server.url, show_progress=False, token_counter=count)
+    [kept] = read_jsonl(out)
+    assert kept["id"] == long_id and kept["content"] == records[2]["content"]
+    assert kept["generation"]["judge"]["dummy_prompt"] is True
+    assert dummy in [b["prompt"] for b in server.bodies]
+    assert stats.extra["judge_dummy_prompts"] == 1 and dict(stats.drops) == {"judge_no": 3}
+
+    dropped = run_stage(
+        "judge", seeds, tmp_path / "dropped.jsonl", settings(limit=4, judge_overlong="drop"),
+        base_url=server.url, show_progress=False, token_counter=count,
+    )
+    assert dict(dropped.drops) == {"judge_no": 3, "prompt_too_long": 1}
+    with pytest.raises(ValueError, match="judge_overlong"):
+        settings(judge_overlong="truncate")
 
 
 # ------------------------------------------------------------------ concepts, global indices

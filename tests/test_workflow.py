@@ -82,8 +82,12 @@ def test_rescore_target_scores_the_released_samples(workdir: Path) -> None:
     result = run(["-n", "-p", "rescore"], workdir, timeout=60)
     assert result.returncode == 0, result.stdout
     counts = _job_counts(result.stdout)
-    assert counts["rescore_dataset"] == 2 and counts["rescore"] == 1
-    assert "--published ../shared/data/upstream/sc2-15b-instruct-mbpp-eval-results.json.gz" in result.stdout
+    assert counts["rescore_dataset"] == 2 and counts["rescore"] == 1 and counts["rescore_input"] == 4
+    # the released files come by pinned URL (the release commit) + sha256, not from ../shared
+    release = "starcoder2-self-align/0b19dbcdccb4db0601a9a77ac0df53c7abcfb8cc/evaluation/evalplus_results/"
+    assert f"{release}evalplus-starcoder2-15b-instruct-v0.1-mbpp_eval_results.json" in result.stdout
+    assert "--published results/rescore/inputs/mbpp.published" in result.stdout
+    assert '"checker": "release"' in result.stdout
 
 
 def test_lint_is_clean(workdir: Path) -> None:

@@ -22,6 +22,7 @@ exactly; the sidecar names the source so that the difference is visible.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
 import os
@@ -125,8 +126,10 @@ def fetch_pinned(
 ) -> Path:
     """A local path to the file at ``url`` whose sha256 is ``sha256``.
 
-    Looked up, in order: a file with the URL's base name in each mirror directory, the same name
-    in ``cache_dir``, and finally a download into ``cache_dir``. A mirror copy with another hash
+    Looked up, in order: a file with the URL's base name in each mirror directory (or, where
+    there is none, any file there with the pinned content, plain or gzipped: a gzipped copy is
+    decompressed into ``cache_dir``), the same name in ``cache_dir``, and finally a download
+    into ``cache_dir``. A mirror copy with another hash
     raises :class:`FetchError` naming both hashes: a mirror is curated, so a mismatch means the
     wrong release is there, and quietly using another copy would hide that. A cached copy with
     another hash is our own damaged download, so it is replaced by a fresh one. When nothing
@@ -135,20 +138,12 @@ def fetch_pinned(
     sha256 = sha256.lower()
     name = _basename(url)
     tried: list[str] = []
-    for mirror in mirrors:
-        candidate = Path(mirror).expanduser() / name
-        if not candidate.is_file():
-            tried.append(f"mirror {candidate}: not found")
-            continue
-        got = sha256_file(candidate)
-        if got != sha256:
-            raise FetchError(
-                f"mirror copy {candidate} has sha256 {got}, but {url} is pinned to {sha256}: "
-                "replace the mirror file or remove it from the mirrors"
-            )
-        return candidate
-
     cached = Path(cache_dir).expanduser() / name
+    found = find_in_mirrors(url, sha256, mirrors, tried)
+    if found is not None:
+        # a copy found by its gzipped content is decompressed into the cache
+        return found if sha256_file(found) == sha256 else _gunzip_to(found, cached, sha256)
+
     if cached.is_file():
         got = sha256_file(cached)
         if got == sha256:
@@ -168,6 +163,73 @@ def fetch_pinned(
         return cached
     listing = "\n".join(f"  - {entry}" for entry in tried)
     raise FetchError(f"could not obtain {name} (sha256 {sha256}); tried:\n{listing}")
+
+
+def find_in_mirrors(
+    url: str, sha256: str, mirrors: Sequence[str | os.PathLike[str]], tried: list[str] | None = None
+) -> Path | None:
+    """The mirror copy of the file at ``url``: by its base name, else by content (plain or
+    gzipped; a ``.gz`` path returned is to be decompressed). A same-named copy with another
+    sha256 raises :class:`FetchError`. ``tried`` collects where it looked."""
+    sha256 = sha256.lower()
+    name = _basename(url)
+    for mirror in mirrors:
+        candidate = Path(mirror).expanduser() / name
+        if not candidate.is_file():
+            found = find_by_content(Path(mirror).expanduser(), sha256)
+            if found is not None:
+                return found
+            if tried is not None:
+                tried.append(f"mirror {candidate}: not found (nor a file with that content)")
+            continue
+        got = sha256_file(candidate)
+        if got != sha256:
+            raise FetchError(
+                f"mirror copy {candidate} has sha256 {got}, but {url} is pinned to {sha256}: "
+                "replace the mirror file or remove it from the mirrors"
+            )
+        return candidate
+    return None
+
+
+def find_by_content(directory: Path, sha256: str) -> Path | None:
+    """A file directly in ``directory`` whose bytes, or whose gunzipped bytes (``.gz``), have
+    ``sha256``: mirrors keep files under their own names and often compressed."""
+    if not directory.is_dir():
+        return None
+    for candidate in sorted(directory.iterdir()):
+        if not candidate.is_file():
+            continue
+        if sha256_file(candidate) == sha256:
+            return candidate
+        if candidate.name.endswith(".gz") and _gunzipped_sha256(candidate) == sha256:
+            return candidate
+    return None
+
+
+def _gunzipped_sha256(path: Path) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with gzip.open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except (OSError, EOFError):
+        return None
+    return digest.hexdigest()
+
+
+def _gunzip_to(source: Path, target: Path, sha256: str) -> Path:
+    """``source`` decompressed into ``target`` (atomically, checked), unless already there."""
+    if target.is_file() and sha256_file(target) == sha256:
+        return target
+    digest = hashlib.sha256()
+    with gzip.open(source, "rb") as handle, atomic_writer(target, "wb") as out:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+            out.write(chunk)
+        if digest.hexdigest() != sha256:
+            raise FetchError(f"{source}: decompressed sha256 {digest.hexdigest()} != pinned {sha256}")
+    return target
 
 
 # -------------------------------------------------------------------------------------- loading

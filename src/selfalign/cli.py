@@ -474,6 +474,34 @@ def cmd_containers_check(args: argparse.Namespace) -> None:
     print(f"ok: containers/*.Dockerfile and envs/*.txt under {root} are pinned")
 
 
+def cmd_pins_check(args: argparse.Namespace) -> None:
+    from .pins import check_pins
+
+    config = load_config(args.configfile)
+    reports = check_pins(config, extra_mirrors=args.mirror, require_mirror=args.require_mirror)
+    bad = 0
+    for report in reports:
+        where = f" = {report.resolved}" if report.resolved else ""
+        print(f"{'ok ' if report.ok else 'BAD'} {report.pin.key}: {report.pin.url} sha256 {report.pin.sha256[:12]}{where}")
+        for problem in report.problems:
+            print(f"    {problem}")
+        bad += not report.ok
+    if bad:
+        raise ValueError(f"{bad} of {len(reports)} pinned file(s) wrong, listed above")
+    print(f"ok: {len(reports)} pinned files of {', '.join(args.configfile)}")
+
+
+def cmd_pins_fetch(args: argparse.Namespace) -> None:
+    from .pins import Pin
+
+    spec = parse_params(args.pin)
+    pin = Pin.from_section(spec.get("key", "pin"), spec, spec.get("mirrors") or (), spec.get("cache_dir", "~/.cache/selfalign/pinned"))
+    path = pin.fetch()
+    with open(path, "rb") as source, atomic_writer(args.out, "wb") as out:
+        shutil.copyfileobj(source, out)
+    print(f"{pin.url} (sha256 {pin.sha256}) -> {args.out} (from {path})")
+
+
 # ------------------------------------------------------------------------------------- argparse
 
 
@@ -500,6 +528,19 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("configfile", nargs="+")
     val.add_argument("--show", action="store_true", help="print the merged config")
     val.set_defaults(func=cmd_config_validate)
+
+    pins = sub.add_parser("pins", help="files the config pins by URL + sha256")
+    pins_sub = pins.add_subparsers(dest="pins_command", required=True)
+    p = pins_sub.add_parser("check", help="each pin names the release commit and the file's sha256, "
+                            "and resolves in the mirrors (no download)")
+    p.add_argument("configfile", nargs="+", help="config files, merged in order")
+    p.add_argument("--mirror", action="append", default=[], help="a mirror directory to look in (repeatable)")
+    p.add_argument("--require-mirror", action="store_true", help="a pin that no mirror holds is a failure")
+    p.set_defaults(func=cmd_pins_check)
+    p = pins_sub.add_parser("fetch", help="copy one pinned file (mirror, cache, then its URL) to --out")
+    p.add_argument("--pin", required=True, help='JSON {"url", "sha256", "mirrors", "cache_dir"}')
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_pins_fetch)
 
     ctr = sub.add_parser("containers", help="container image tools")
     ctr_sub = ctr.add_subparsers(dest="containers_command", required=True)

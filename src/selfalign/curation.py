@@ -1,39 +1,54 @@
 """Curation: execution-filtered samples -> sanitized -> cleaned -> the SFT dataset.
 
-Upstream v0.1 ran three commands on the execution filter's output (its README, "Data
-sanitization and selection"); each is one stage and one artifact here:
+The release (upstream tag ``starcoder2-instruct`` = commit 0b19dbc, its README's "Data
+sanitization and selection") ran three commands on the execution filter's output; each is one
+stage and one artifact here, and ``config.yaml`` reproduces each exactly (checked against the
+release's own scripts on ``tests/data/release/``):
 
-1. ``sanitized.jsonl`` (``RAW=1 sanitize_data.py``, @0028ed8f): the response-format checks.
-   A response must hold each of ``[Reasoning]``, ``[Implementation]``, ``[Explanation]``,
-   ``[Tests]`` exactly once, in that order; at least one ```` ```python ```` block in the
-   implementation; exactly one python block (and two fences) in the tests, cut after its
-   closing fence and before any line starting with ``/``; the tests must contain ``assert`` and
-   not only ``def``/``class``/``import``/``from`` lines. Kept responses are rewritten in the
-   raw format: the four sections, tags kept, joined by blank lines.
-2. ``cleaned.jsonl`` (``clean_data.py --diversify_func_names``, @1d85858a): shuffle with seed
-   6666 (numpy's ``default_rng(seed).permutation``, what ``datasets.Dataset.shuffle`` does),
-   skip instructions over 200 words, then keep a record only if neither its whitespace-free
-   instruction nor its whitespace-free response was seen before (one set for both, as
-   upstream) and the function-name set and class-name set of its first code block (names
-   lower-cased, underscores removed) are new. Because the order is shuffled first, "the first
-   passing response of each instruction" is upstream's seeded random choice of one response
-   per instruction.
+1. ``sanitized.jsonl`` (``RAW=1 sanitize_data.py``): the response-format checks. A response
+   must hold each of ``[Reasoning]``, ``[Implementation]``, ``[Explanation]``, ``[Tests]``
+   exactly once, in that order; at least one ```` ```python ```` block in the implementation;
+   exactly one python block (and two fences) in the tests, cut after its closing fence and
+   before any line starting with ``/``; the tests must contain ``assert`` and not only
+   ``def``/``class``/``import``/``from`` lines. Kept responses are rewritten in the raw format:
+   the four sections, tags kept, joined by blank lines.
+2. ``cleaned.jsonl`` (``clean_data.py --diversify_func_names``): ``random.seed(0);
+   random.shuffle`` of the records, then a record is kept only if neither its whitespace-free
+   instruction nor its whitespace-free response is in ``seen_keys``, and (with
+   ``diversify_func_names``) the names of the functions defined in the response's first code
+   block (any language; ``FunctionDef``/``AsyncFunctionDef`` in visit order, joined by a space)
+   are not in that same set either; a first block that does not parse drops the record.
+   Because the order is shuffled first, "the first passing response of each instruction" is a
+   seeded random choice of one response per instruction.
 3. ``sft.jsonl`` (``SMART=1 sanitize_data.py``): the same format checks, then the tags are
    dropped and: the tests are removed unless the instruction mentions "test"; the explanation
    and the reasoning are each removed with probability 0.5; responses with an incomplete
    marker (``todo``, ``fixme``, ``your code here``, ...) are dropped; with probability 0.5 one
    to five of the test assertions are appended to the instruction ("Your code should pass the
-   following assertion(s):"); comments and docstrings are removed from the code blocks
-   (``ast.unparse``). Upstream drew all of this from one global ``random.seed(0)`` stream, so
-   a record's fate depended on every record before it; here each record gets its own RNG
-   seeded from ``(seed, id)``, so the result does not depend on order or sharding. Finally
-   every record is checked against HumanEval and MBPP (the seed filter's strings: prompts'
-   docstrings and canonical solutions) and a record containing one is dropped and listed in
-   ``decontamination.json``.
+   following assertion(s):"); whole-line ``#`` comments are removed from every fenced block
+   (``utils.remove_comments_from_code_blocks``: docstrings, inline comments and formatting
+   stay). The release draws all of this from one ``random.seed(0)`` stream in file order (the
+   explanation draw, the reasoning draw, the number and choice of assertions, the 0.5 coin,
+   each only for records that reach it), so a record's fate depends on the records before it.
 
-Two upstream slips are not reproduced: its comment remover glued the closing fence to the last
-code line (``ast.unparse`` drops the trailing newline; we keep it), and it crashed on a code
-block that does not parse (we drop that record, ``code_block_syntax_error``).
+Later upstream code (the ``enhance`` branch's ``sanitize_data.py``, 14f4294 and after) changed
+these steps; each change is a switch here, off in ``config.yaml`` and on in the opt-in overlay
+``profiles/corrected/recipe.yaml`` (README, "Deviations from the release"):
+
+- ``curation.clean.shuffle: numpy`` with ``seed: 6666`` (``datasets.Dataset.shuffle``'s order),
+  ``max_instruction_words: 200``, ``func_names: sets`` (lower-cased, underscore-free
+  frozensets of function names and of class names, each set must be new);
+- ``curation.sft.rng: per_record``: each record's draws from an RNG seeded by ``(seed, id)``,
+  so a record's fate does not depend on order or sharding;
+- ``curation.sft.remove_comments: ast``: comments and docstrings removed by ``ast.unparse``
+  (a block that does not parse then drops the record, ``code_block_syntax_error``);
+- ``curation.sft.decontaminate: true``: records holding a HumanEval/MBPP string are dropped
+  (the release did not check the SFT records; ``false`` lists them in ``decontamination.json``
+  only).
+
+Where the release crashed, we drop and count: a record with no code block under
+``diversify_func_names`` (``no_code_block``; the release raised IndexError) and a first block
+with a NUL byte (``code_syntax_error``; the release raised ValueError).
 
 Each stage reads its whole input and writes its output atomically, so a killed run leaves
 nothing behind and reruns from the start; they take seconds for the paper's ~500k samples.
@@ -151,10 +166,53 @@ def strip_comments_in_blocks(text: str) -> str:
     return "".join(out)
 
 
+def remove_comment_lines(text: str) -> str:
+    """The release's ``remove_comments_from_code_blocks`` (``utils.py`` at 0b19dbc).
+
+    In every fenced block (any language), a line whose first non-blank character is ``#`` is
+    removed, and so is a blank line (other than the block's first) that comes right before one.
+    Docstrings, inline comments and everything outside the blocks are kept as they are.
+    """
+    out: list[str] = []
+    pos = 0
+    for start, end in codeblock_spans(text):
+        out.append(text[pos:start])
+        lines = text[start:end].splitlines(keepends=True)
+        i = 0
+        while i < len(lines):
+            if i != 0 and i + 1 < len(lines) and not lines[i].strip() and lines[i + 1].lstrip().startswith("#"):
+                i += 2
+                continue
+            if lines[i].lstrip().startswith("#"):
+                i += 1
+                continue
+            out.append(lines[i])
+            i += 1
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def joined_function_names(code: str) -> str:
+    """The release's ``extract_and_concat_function_names``: every function's name, in the order
+    ``ast.NodeVisitor`` visits them (depth first, source order), joined by one space.
+
+    Raises SyntaxError (or ValueError for a NUL byte) when ``code`` does not parse.
+    """
+    names: list[str] = []
+    stack: list[ast.AST] = [ast.parse(code)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.append(node.name)
+        stack.extend(reversed(list(ast.iter_child_nodes(node))))
+    return " ".join(names)
+
+
 def definition_names(code: str) -> tuple[frozenset[str], frozenset[str]]:
     """(function names, class names) defined anywhere in ``code``, lower-cased, ``_`` removed.
 
-    Upstream's ``extract_and_concat_function_names``; raises SyntaxError.
+    The ``enhance`` branch's variant (``func_names: sets``); raises SyntaxError.
     """
     functions: set[str] = set()
     classes: set[str] = set()
@@ -229,32 +287,47 @@ def split_sections(response: str) -> Sections:
 
 @dataclass(frozen=True)
 class CleanParams:
-    """``cleaned.jsonl``: upstream ``clean_data.py`` defaults."""
+    """``cleaned.jsonl``: the release's ``clean_data.py --diversify_func_names`` by default."""
 
-    seed: int = 6666
-    max_instruction_words: int = 200
+    shuffle: str = "python"
+    """``python``: ``random.seed(seed); random.shuffle`` (release); ``numpy``:
+    ``numpy.random.default_rng(seed).permutation``, as ``datasets.Dataset.shuffle`` (enhance)."""
+    seed: int = 0
+    max_instruction_words: int | None = None
+    """Skip longer instructions (enhance: 200); ``None``: no cap (release)."""
     diversify_func_names: bool = True
+    func_names: str = "release"
+    """``release``: the joined function names share ``seen_keys`` with the text keys;
+    ``sets``: normalised function-name and class-name sets, each must be new (enhance)."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CleanParams:
         reject_unknown(cls, data, "curation.clean")
         made = cls(**dict(data))
-        if made.max_instruction_words < 1:
-            raise ValueError("curation.clean.max_instruction_words must be >= 1")
+        if made.max_instruction_words is not None and made.max_instruction_words < 1:
+            raise ValueError("curation.clean.max_instruction_words must be >= 1 or null")
+        _check_choice("curation.clean.shuffle", made.shuffle, ("python", "numpy"))
+        _check_choice("curation.clean.func_names", made.func_names, ("release", "sets"))
         return made
 
 
 @dataclass(frozen=True)
 class SmartParams:
-    """``sft.jsonl``: upstream ``SMART=1`` mode, with a per-record RNG seeded by ``seed``."""
+    """``sft.jsonl``: the release's ``SMART=1 sanitize_data.py`` by default."""
 
     seed: int = 0
+    rng: str = "global"
+    """``global``: one ``random.Random(seed)`` consumed in file order (release);
+    ``per_record``: an RNG per record seeded by ``(seed, id)``."""
     p_drop_explanation: float = 0.5
     p_drop_reasoning: float = 0.5
     p_assertion_in_instruction: float = 0.5
-    remove_comments: bool = True
-    decontaminate: bool = True
-    """Drop records that contain a benchmark string (False: only list them in the report)."""
+    remove_comments: str = "release"
+    """``release``: whole-line ``#`` comments out of every fenced block; ``ast``: comments and
+    docstrings out of python blocks by ``ast.unparse``; ``off``: nothing removed."""
+    decontaminate: bool = False
+    """Drop records that contain a benchmark string (False: only list them, as the release
+    did not check here)."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SmartParams:
@@ -263,7 +336,14 @@ class SmartParams:
         for f in fields(cls):
             if f.name.startswith("p_") and not 0.0 <= getattr(made, f.name) <= 1.0:
                 raise ValueError(f"curation.sft.{f.name} must be within [0, 1]")
+        _check_choice("curation.sft.rng", made.rng, ("global", "per_record"))
+        _check_choice("curation.sft.remove_comments", made.remove_comments, ("release", "ast", "off"))
         return made
+
+
+def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{key} = {value!r}: must be one of {', '.join(allowed)}")
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -279,9 +359,14 @@ def _records(path: Path, bar_desc: str, show_progress: bool) -> Iterator[tuple[i
         bar.close()
 
 
+def _hash(text: str) -> bytes:
+    """A ``seen_keys`` entry: the string hashed, to keep memory flat on 500k records."""
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
 def _key(text: str) -> bytes:
-    """Upstream's exact-match key (all whitespace removed), hashed to keep memory flat."""
-    return hashlib.blake2b("".join(text.split()).encode(), digest_size=16).digest()
+    """The release's exact-match key (``mk_key``: all whitespace removed), hashed."""
+    return _hash("".join(text.split()))
 
 
 # ----------------------------------------------------------------------------------- stages
@@ -341,8 +426,16 @@ def _scan_for_clean(path: Path, show_progress: bool) -> list[_CleanEntry]:
     return entries
 
 
-def shuffled_order(n: int, seed: int) -> list[int]:
-    """The order ``datasets.Dataset.shuffle(seed=seed)`` puts ``n`` rows in."""
+def shuffled_order(n: int, seed: int, kind: str = "numpy") -> list[int]:
+    """The order a seeded shuffle puts ``n`` rows in.
+
+    ``python``: the release's ``random.seed(seed); random.shuffle(rows)`` (the permutation
+    depends on ``n`` and the seed only); ``numpy``: ``datasets.Dataset.shuffle(seed=seed)``.
+    """
+    if kind == "python":
+        order = list(range(n))
+        random.Random(seed).shuffle(order)
+        return order
     return [int(i) for i in np.random.default_rng(seed).permutation(n)]
 
 
@@ -363,9 +456,9 @@ def run_clean(
     seen_keys: set[bytes] = set()
     seen_names: set[frozenset[str]] = set()
     kept: list[_CleanEntry] = []
-    for index in shuffled_order(len(entries), params.seed):
+    for index in shuffled_order(len(entries), params.seed, params.shuffle):
         entry = entries[index]
-        if entry.words > params.max_instruction_words:
+        if params.max_instruction_words is not None and entry.words > params.max_instruction_words:
             stats.drop("instruction_too_long")
             continue
         if entry.key_i in seen_keys:
@@ -376,19 +469,28 @@ def run_clean(
             continue
         if params.diversify_func_names:
             if entry.first_block is None:
-                # upstream indexed [0] of an empty list here and crashed
+                # the release indexed [0] of an empty list here and crashed
                 stats.drop("no_code_block")
                 continue
             try:
-                functions, classes = definition_names(entry.first_block)
+                if params.func_names == "release":
+                    names_key = _hash(joined_function_names(entry.first_block))
+                else:
+                    functions, classes = definition_names(entry.first_block)
             except (SyntaxError, ValueError):
                 stats.drop("code_syntax_error")
                 continue
-            if (functions and functions in seen_names) or (classes and classes in seen_names):
-                stats.drop("duplicate_function_names")
-                continue
-            seen_names.add(functions)
-            seen_names.add(classes)
+            if params.func_names == "release":
+                if names_key in seen_keys:
+                    stats.drop("duplicate_function_names")
+                    continue
+                seen_keys.add(names_key)
+            else:
+                if (functions and functions in seen_names) or (classes and classes in seen_names):
+                    stats.drop("duplicate_function_names")
+                    continue
+                seen_names.add(functions)
+                seen_names.add(classes)
         kept.append(entry)
         seen_keys.add(entry.key_i)
         seen_keys.add(entry.key_r)
@@ -397,7 +499,7 @@ def run_clean(
             source.seek(entry.offset)
             out.write(dumps(json.loads(source.readline())) + "\n")
     stats.n_out = len(kept)
-    stats.extra = {"shuffle_seed": params.seed}
+    stats.extra = {"shuffle": params.shuffle, "shuffle_seed": params.seed}
     stats.check_balance()
     return stats
 
@@ -416,11 +518,13 @@ class SmartResult:
 
 
 def smart_rewrite(instruction: str, response: str, rng: random.Random, params: SmartParams) -> SmartResult:
-    """Upstream's SMART mode on one record (raises :class:`FormatError` or SyntaxError).
+    """The release's SMART mode on one record (raises :class:`FormatError` or SyntaxError).
 
-    The RNG is drawn in upstream's order: explanation, reasoning, then (for all-assert tests)
-    the number of assertions and which, then the augmentation coin when the earlier conditions
-    hold.
+    The RNG is drawn in the release's order: explanation, reasoning (before the incomplete
+    check, so a dropped incomplete record still consumes them), then (for all-assert tests) the
+    number of assertions and which, then the augmentation coin when the earlier conditions hold.
+    Sections are removed by value, as the release's ``contents.remove`` did (tests, explanation,
+    reasoning), so two equal sections lose the first one.
     """
     sections = split_sections(response)
     remove_tests = "test" not in instruction.lower()
@@ -428,22 +532,17 @@ def smart_rewrite(instruction: str, response: str, rng: random.Random, params: S
     remove_reasoning = rng.random() < params.p_drop_reasoning
     if any(marker in response.lower() for marker in INCOMPLETE_MARKERS):
         raise FormatError("incomplete")
-    parts = {
-        "reasoning": sections.reasoning,
-        "implementation": sections.implementation,
-        "explanation": sections.explanation,
-        "tests": sections.tests,
-    }
-    removed = tuple(
-        name
-        for name, flag in (
-            ("reasoning", remove_reasoning),
-            ("explanation", remove_explanation),
-            ("tests", remove_tests),
-        )
-        if flag
-    )
-    text = "\n\n".join(value for name, value in parts.items() if name not in removed)
+    contents = [sections.reasoning, sections.implementation, sections.explanation, sections.tests]
+    removed: list[str] = []
+    for name, flag, value in (
+        ("tests", remove_tests, sections.tests),
+        ("explanation", remove_explanation, sections.explanation),
+        ("reasoning", remove_reasoning, sections.reasoning),
+    ):
+        if flag:
+            contents.remove(value)
+            removed.append(name)
+    text = "\n\n".join(contents)
 
     lines = sections.tests_block.splitlines()
     if all(line.startswith("assert") for line in lines):
@@ -455,7 +554,8 @@ def smart_rewrite(instruction: str, response: str, rng: random.Random, params: S
         term = "test case"
     lowered = instruction.lower()
     augment = (
-        "assert" in assertion
+        params.p_assertion_in_instruction > 0
+        and "assert" in assertion
         and len(assertion.splitlines()) <= 5
         and rng.random() < params.p_assertion_in_instruction
         and "assert" not in instruction
@@ -467,9 +567,11 @@ def smart_rewrite(instruction: str, response: str, rng: random.Random, params: S
             f"{instruction}\n\nYour code should pass the following {term}:\n"
             f"```python\n{assertion.strip()}\n```"
         )
-    if params.remove_comments:
+    if params.remove_comments == "release":
+        text = remove_comment_lines(text)
+    elif params.remove_comments == "ast":
         text = strip_comments_in_blocks(text)
-    return SmartResult(instruction, text, removed, augment)
+    return SmartResult(instruction, text, tuple(removed), augment)
 
 
 @dataclass
@@ -518,10 +620,11 @@ def run_sft(
     stats = StageStats()
     removed_counts: dict[str, int] = {"reasoning": 0, "explanation": 0, "tests": 0}
     augmented = checked = 0
+    shared_rng = random.Random(params.seed)  # the release's one random.seed(0) stream
     with atomic_writer(output) as out:
         for _, record in _records(path, "sft", show_progress):
             stats.n_in += 1
-            rng = record_rng(params.seed, record["id"])
+            rng = shared_rng if params.rng == "global" else record_rng(params.seed, record["id"])
             try:
                 result = smart_rewrite(record["instruction"], record["response"], rng, params)
             except FormatError as exc:
@@ -542,6 +645,7 @@ def run_sft(
             out.write(dumps(sft_record(record, result.instruction, result.response)) + "\n")
             stats.n_out += 1
     stats.extra = {
+        "rng": params.rng,
         "sections_removed": removed_counts,
         "assertions_in_instruction": augmented,
         "decontamination_checked": checked,

@@ -137,8 +137,12 @@ class _Task:
 def _unit_tasks(records: list[tuple[int, JsonObj]], path: Path, stats: StageStats) -> list[_Task]:
     tasks = []
     for line, record in records:
-        if not isinstance(record.get("id"), str):
-            raise RecordError(path, line, "field 'id' must be a string", "id")
+        if "id" not in record:
+            # The release's I->R output has no id: the line number is its stable id here.
+            record["id"] = f"line{line:09d}"
+            stats.extra["ids_from_line_numbers"] = stats.extra.get("ids_from_line_numbers", 0) + 1
+        elif not isinstance(record["id"], str):
+            raise RecordError(path, line, f"must be a string, got {type(record['id']).__name__}", "id")
         for sample, response in samples_of(record, path, line):
             stats.n_in += 1
             code = extract_code(response)
@@ -254,6 +258,7 @@ def run_execution(
             stats.extra = {
                 "seconds_by_status": {k: round(v, 3) for k, v in sorted(seconds.items())},
                 "records": len(records),
+                "ids_from_line_numbers": stats.extra.get("ids_from_line_numbers", 0),
             }
             resumable.write_unit(unit, UnitResult(kept, stats.to_json()))
             bar.update(len(records))
@@ -270,9 +275,8 @@ def run_execution(
             result.extra["seconds_by_status"][key] = round(
                 result.extra["seconds_by_status"].get(key, 0.0) + value, 3
             )
-        result.extra["records"] = result.extra.get("records", 0) + unit_stats.extra.get(
-            "records", 0
-        )
+        for key in ("records", "ids_from_line_numbers"):
+            result.extra[key] = result.extra.get(key, 0) + unit_stats.extra.get(key, 0)
     result.extra["backend"] = params.backend
     result.check_balance()
     return result

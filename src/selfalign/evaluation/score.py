@@ -89,6 +89,27 @@ PAPER_PASS_AT_1: dict[str, tuple[float, float]] = {
 MISSING_SAMPLE = "missing sample"
 PARTS = ("base", "plus")
 
+CHECKERS = ("evalplus-0.2.1", "release")
+"""``evalplus-0.2.1``: the installed evalplus' own ``unsafe_execute`` (float outputs within
+``atol``, 1e-6 where a task's is 0). ``release``: what evalplus 25e195e0 (v0.2.2-19-g25e195e,
+the release's requirements.txt) did in the release's environment: its special oracles, with
+``MBPP_OUTPUT_SET_EQ_TASKS``, and an exact comparison for every output, floats included:
+``reliability_guard`` sets ``subprocess.Popen = None``, and with numpy 1.26 the first
+``np.testing`` access imports ``numpy.testing``, which calls ``subprocess.run`` and raises, so
+``assert_allclose`` was never reached and every non-identical float failed."""
+
+#: evalplus 25e195e0's ``MBPP_OUTPUT_SET_EQ_TASKS`` (set comparison of list outputs; not in 0.2.1).
+MBPP_OUTPUT_SET_EQ_TASKS = (
+    "similar_elements",  # Mbpp/2
+    "find_char_long",  # Mbpp/7
+    "common_in_nested_lists",  # Mbpp/111
+    "extract_singly",  # Mbpp/140
+    "larg_nnum",  # Mbpp/232
+    "intersection_array",  # Mbpp/249
+    "find_dissimilar",  # Mbpp/579
+    "Diff",  # Mbpp/769
+)
+
 
 class ScoreError(RuntimeError):
     """Scoring cannot proceed (wrong evalplus version, a sandbox that never starts, ...)."""
@@ -138,11 +159,14 @@ class ScoreParams:
     allow_unsandboxed: bool = False
     gvisor_platform: str | None = None
     image: str | None = None  # backend podman's sandbox image (None: localhost/selfalign/sandbox)
+    checker: str = "evalplus-0.2.1"  # or "release" (see CHECKERS)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScoreParams:
         reject_unknown(cls, data, "sandbox")
         made = cls(**dict(data))
+        if made.checker not in CHECKERS:
+            raise ValueError(f"sandbox.checker = {made.checker!r}: must be one of {', '.join(CHECKERS)}")
         validate_backend_choice(
             made.backend, made.allow_unsandboxed, "evaluation.sandbox", made.image
         )
@@ -254,6 +278,60 @@ _heap.Arena._dir_candidates = []  # no /dev/shm file arenas: anonymous mmap / tm
 from evalplus.eval import untrusted_check
 from evalplus.gen.util import trusted_exec
 
+if _job["checker"] == "release":
+    # evalplus 25e195e0's unsafe_execute as the release ran it (see score.CHECKERS): its special
+    # oracles, set equality for MBPP_OUTPUT_SET_EQ_TASKS, and an exact comparison otherwise.
+    # untrusted_check looks unsafe_execute up in its module when it forks, so this replaces it.
+    import evalplus.eval as _ev
+    from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS, _poly
+    from evalplus.eval.utils import create_tempdir, reliability_guard, swallow_io, time_limit
+
+    def _release_execute(dataset, entry_point, code, inputs, expected, time_limits, atol,
+                         fast_check, stat, details, progress):
+        with create_tempdir():
+            import os, shutil
+            rmtree, rmdir, chdir = shutil.rmtree, os.rmdir, os.chdir
+            reliability_guard(maximum_memory_bytes=4 * 1024 * 1024 * 1024)
+            exec_globals = {}
+            try:
+                with swallow_io():
+                    exec(code, exec_globals)
+                    fn = exec_globals[entry_point]
+                for i, inp in enumerate(inputs):
+                    try:
+                        with time_limit(time_limits[i]):
+                            with swallow_io():
+                                out = fn(*inp)
+                        exp = expected[i]
+                        exact_match = out == exp
+                        if dataset == "mbpp":
+                            if entry_point == "are_equivalent":
+                                exact_match = True
+                            elif entry_point == "sum_div":
+                                exact_match = exact_match or out == 0
+                            elif entry_point in _job["set_eq_tasks"]:
+                                exact_match = set(out) == set(exp)
+                            elif entry_point in MBPP_OUTPUT_NOT_NONE_TASKS:
+                                exact_match = out == exp if isinstance(out, bool) else exp == (out is not None)
+                        if dataset == "humaneval" and entry_point == "find_zero":
+                            assert _poly(*inp, out) <= atol
+                        # the release's np.testing.assert_allclose raised: only exact passes
+                        assert exact_match
+                    except BaseException:
+                        if fast_check:
+                            raise
+                        details[i] = False
+                        progress.value += 1
+                        continue
+                    details[i] = True
+                    progress.value += 1
+                stat.value = _ev._SUCCESS
+            except BaseException:
+                stat.value = _ev._FAILED
+            shutil.rmtree, os.rmdir, os.chdir = rmtree, rmdir, chdir
+
+    _ev.unsafe_execute = _release_execute
+
 for _part in ("base", "plus"):
     _inputs = _job[_part + "_input"]
     try:
@@ -348,6 +426,8 @@ def build_job(dataset: str, task: JsonObj, solution: str, params: ScoreParams, s
         "min_time_limit": params.min_time_limit,
         "gt_time_limit_factor": params.gt_time_limit_factor,
         "call_cap_s": params.call_cap_s,
+        "checker": params.checker,
+        "set_eq_tasks": list(MBPP_OUTPUT_SET_EQ_TASKS),
     }
     blob = base64.b64encode(pickle.dumps(job, protocol=4)).decode("ascii")
     return f"_JOB = {blob!r}\n_TAG = {{tag!r}}\n" + _PROGRAM

@@ -95,6 +95,8 @@ FINISHED = frozenset({"stop", "eos_token"})
 #: the dummy prompt in its place, and because the final filter tested the *record* for
 #: "def dummy()", such a record inherited the dummy prompt's verdict. For the judge stage.
 JUDGE_MAX_PROMPT_TOKENS = 16380
+#: filter_dataset.py's ``dummy``: the code judged in place of an over-long function.
+JUDGE_DUMMY_CODE = 'def dummy(): \n    """\n    """\n pass'
 
 
 class FewshotFormatError(ValueError):

@@ -31,7 +31,7 @@ import contextlib
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -49,6 +49,8 @@ from .client import (
     run_generation,
 )
 from .prompts import (
+    JUDGE_DUMMY_CODE,
+    JUDGE_MAX_PROMPT_TOKENS,
     DocstringError,
     Fewshot,
     GenerationParams,
@@ -206,6 +208,25 @@ class ModelSpec:
         return cls(**values)
 
 
+JUDGE_OVERLONG = ("dummy", "drop", "server")
+
+
+class PromptTooLong(ValueError):
+    """A judge prompt over the release's token limit, under ``judge_overlong: drop``."""
+
+
+TokenCounter = Callable[[str], int]
+
+
+def load_token_counter(name_or_dir: str | os.PathLike[str], revision: str | None) -> TokenCounter:
+    """``len(tokenizer.encode(text))`` with the base model's tokenizer, as filter_dataset.py
+    counted (vLLM's ``get_tokenizer()``, the Hugging Face tokenizer, special tokens included)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(name_or_dir), revision=revision)
+    return lambda text: len(tokenizer.encode(text))
+
+
 @dataclass(frozen=True)
 class StageSettings:
     """Everything a generation job needs: model, server, client, prompts and sampling."""
@@ -216,6 +237,11 @@ class StageSettings:
     fewshot: FewshotSource
     sampling: GenerationParams
     limit: int | None = None
+    judge_overlong: str = "dummy"
+    """A judge prompt over ``JUDGE_MAX_PROMPT_TOKENS`` base-model tokens: ``dummy`` judges the
+    release's dummy function instead and gives the record that verdict (filter_dataset.py at
+    0b19dbc); ``drop`` drops the record (``prompt_too_long``); ``server`` sends it and lets the
+    server refuse (``request_failed``), counting no tokens."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StageSettings:
@@ -229,6 +255,9 @@ class StageSettings:
             for k in ("judge", "concepts", "instructions", "responses")
             if k in generation
         }
+        overlong = generation.get("judge_overlong", "dummy")
+        if overlong not in JUDGE_OVERLONG:
+            raise ValueError(f"generation.judge_overlong = {overlong!r}: must be one of {', '.join(JUDGE_OVERLONG)}")
         limit = generation.get("limit")
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
@@ -241,6 +270,7 @@ class StageSettings:
             fewshot=FewshotSource.from_dict(generation.get("fewshot") or {"source": "tiny"}),
             sampling=GenerationParams.from_dict(sampling),
             limit=limit,
+            judge_overlong=overlong,
         )
 
     def client_params(self, base_url: str) -> ClientParams:
@@ -309,7 +339,13 @@ class _StageRun:
     """One shard of one stage: request building, record building, and their shared state."""
 
     def __init__(
-        self, stage: StageName, input_path: Path, settings: StageSettings, lo: int, hi: int
+        self,
+        stage: StageName,
+        input_path: Path,
+        settings: StageSettings,
+        lo: int,
+        hi: int,
+        token_counter: TokenCounter | None = None,
     ) -> None:
         self.stage = stage
         self.input_path = input_path
@@ -323,6 +359,12 @@ class _StageRun:
         self.fewshot: Fewshot | None = None if stage == "judge" else settings.fewshot.load()
         self.pending: dict[int, _Pending] = {}
         self.unprompted = StageStats()
+        self.token_counter = token_counter
+        self.dummy_indices: set[int] = set()
+        if token_counter is not None:
+            # filter_dataset.py: tokens of the dummy prompt minus those of the dummy code
+            dummy = judge_prompt(JUDGE_DUMMY_CODE, 0).prompt
+            self.fewshot_tokens = token_counter(dummy) - token_counter(JUDGE_DUMMY_CODE)
 
     # ---- requests
 
@@ -345,7 +387,15 @@ class _StageRun:
     def _prompt(self, index: int, record: JsonObj) -> PromptRequest:
         p = self.mode_params
         if self.stage == "judge":
-            return judge_prompt(record["content"], index, base_seed=p.seed)
+            code = record["content"]
+            if self.token_counter is not None:
+                tokens = self.token_counter(code) + self.fewshot_tokens
+                if tokens > JUDGE_MAX_PROMPT_TOKENS:
+                    if self.settings.judge_overlong == "drop":
+                        raise PromptTooLong(f"{tokens} tokens")
+                    self.dummy_indices.add(index)
+                    code = JUDGE_DUMMY_CODE
+            return judge_prompt(code, index, base_seed=p.seed)
         fewshot = cast(Fewshot, self.fewshot)
         if self.stage == "concepts":
             return concepts_prompt(
@@ -372,13 +422,16 @@ class _StageRun:
             except DocstringError:
                 self.unprompted.n_in += 1
                 self.unprompted.drop("no_docstring")
+            except PromptTooLong:
+                self.unprompted.n_in += 1
+                self.unprompted.drop("prompt_too_long")
 
     def requests(self) -> Iterator[CompletionRequest]:
         p = self.mode_params
         for index, _line, record in self._records():
             try:
                 prompt = self._prompt(index, record)
-            except DocstringError:
+            except (DocstringError, PromptTooLong):
                 continue
             self.pending[index] = _Pending(record, prompt)
             yield CompletionRequest(
@@ -443,7 +496,9 @@ class _StageRun:
         try:
             if self.stage == "judge":
                 verdict = parse_judge(text)
-                extra = {"answer": text, "yes": verdict.yes, "no": verdict.no}
+                extra: dict[str, Any] = {"answer": text, "yes": verdict.yes, "no": verdict.no}
+                if prompt.index in self.dummy_indices:
+                    extra["dummy_prompt"] = True  # over-long: the dummy's verdict, as the release
                 if not verdict.keep:
                     stats.drop("judge_tie" if verdict.tie else "judge_no")
                     return None
@@ -489,6 +544,7 @@ def run_stage(
     server_log: Path | None = None,
     show_progress: bool = True,
     base_url: str | None = None,
+    token_counter: TokenCounter | None = None,
 ) -> StageStats:
     """Run one shard of ``stage`` and write its records; returns counts for the sidecar.
 
@@ -506,7 +562,9 @@ def run_stage(
     limit = settings.limit if stage == "judge" else None
     n = total if limit is None else min(total, limit)
     lo, hi = shard_bounds(n, shard, num_shards)
-    run = _StageRun(stage, input_path, settings, lo, hi)
+    if stage == "judge" and settings.judge_overlong != "server" and token_counter is None and hi > lo:
+        token_counter = load_token_counter(model_dir or settings.model.name, None if model_dir else settings.model.revision)
+    run = _StageRun(stage, input_path, settings, lo, hi, token_counter if stage == "judge" else None)
     run.count_unpromptable()
     p = run.mode_params
     fingerprint_value = {
@@ -520,6 +578,7 @@ def run_stage(
         },
         "fewshot": run.fewshot.sha256 if run.fewshot is not None else None,
         "model": [settings.model.name, settings.model.revision],
+        "judge_overlong": settings.judge_overlong if stage == "judge" else None,
     }
 
     def generate(url: str) -> StageStats:
@@ -544,6 +603,8 @@ def run_stage(
     stats.merge(run.unprompted)
     stats.extra["records_beyond_limit"] = (total - n) if shard == 0 else 0
     stats.extra["fewshot_sha256"] = run.fewshot.sha256 if run.fewshot is not None else None
+    if stage == "judge":
+        stats.extra["judge_dummy_prompts"] = len(run.dummy_indices)
     stats.check_balance()
     return stats
 
