@@ -30,10 +30,12 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from selfalign.execution import RELEASE_JOIN_S
 from selfalign.sandbox import SandboxPool
 
 REPO = Path(__file__).resolve().parents[1]
 HUMANEVAL = REPO.parent / "shared" / "data" / "evalplus" / "HumanEvalPlus-v0.1.9.jsonl.gz"
+SAMPLE_SITE = REPO / ".venv" / "sample-release"  # scripts/setup.sh installs it
 
 
 def samples(timeouts: int, seed: int = 0) -> list[tuple[str, str]]:
@@ -50,12 +52,18 @@ def samples(timeouts: int, seed: int = 0) -> list[tuple[str, str]]:
     return mix
 
 
-def run(backend: str, workers: int, codes: list[str], timeout_s: float) -> tuple[float, list[str]]:
+def run(
+    backend: str, workers: int, codes: list[str], timeout_s: float, exec_mode: str = "module"
+) -> tuple[float, list[str]]:
     extra: dict[str, object] = {"allow_unsandboxed": True} if backend == "none" else {}
-    with SandboxPool(workers, backend, timeout_s=timeout_s, **extra) as pool:
-        pool.run_many(codes[:4], timeout_s=timeout_s)  # warm-up: sandboxes started, caches hot
+    limit = timeout_s
+    if exec_mode == "release":  # as the execution stage runs it (config.yaml)
+        extra.update(exec_mode="release", release_alarm_s=timeout_s, sample_site=str(SAMPLE_SITE))
+        limit = max(timeout_s, RELEASE_JOIN_S)
+    with SandboxPool(workers, backend, timeout_s=limit, **extra) as pool:
+        pool.run_many(codes[:4], timeout_s=limit)  # warm-up: sandboxes started, caches hot
         started = time.perf_counter()
-        verdicts = pool.run_many(codes, timeout_s=timeout_s)
+        verdicts = pool.run_many(codes, timeout_s=limit)
         seconds = time.perf_counter() - started
     return seconds, [v.status for v in verdicts]
 
@@ -67,19 +75,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout-s", type=float, default=4.0)
     parser.add_argument("--repeat", type=int, default=2, help="runs per configuration (best kept)")
     parser.add_argument("--ours", choices=["gvisor", "podman"], default="gvisor", help="the sandboxed backend measured")
+    parser.add_argument("--exec-mode", choices=["module", "release"], default="module",
+                        help="how samples run, in both the baseline and ours (release: config.yaml's)")
     args = parser.parse_args(argv)
 
     mix = samples(args.timeouts)
     codes = [code for _, code in mix]
     expected = Counter(status for status, _ in mix)
-    print(f"{len(codes)} samples: {dict(expected)}; limit {args.timeout_s} s")
+    print(f"{len(codes)} samples: {dict(expected)}; limit {args.timeout_s} s; exec_mode {args.exec_mode}")
     ours = args.ours
     for workers in args.workers:
         best: dict[str, float] = {}
         statuses: dict[str, list[str]] = {}
         for attempt in range(args.repeat):
             for backend in (("none", ours) if attempt % 2 == 0 else (ours, "none")):
-                seconds, found = run(backend, workers, codes, args.timeout_s)
+                seconds, found = run(backend, workers, codes, args.timeout_s, args.exec_mode)
                 best[backend] = min(best.get(backend, seconds), seconds)
                 statuses[backend] = found
                 print(f"  workers={workers} {backend:7s} {seconds:6.2f} s  {len(codes) / seconds:6.1f} samples/s  {dict(Counter(found))}", flush=True)

@@ -41,6 +41,8 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="first N tasks only (smoke test)")
     parser.add_argument("--burn", type=int, default=0, help="CPU-burning processes to run alongside")
     parser.add_argument("--backend", default="gvisor")
+    parser.add_argument("--checker", default="release", choices=["release", "evalplus-0.2.1"],
+                        help="the release's EvalPlus comparison (default) or evalplus 0.2.1's own")
     args = parser.parse_args()
 
     out_dir = Path(args.out_dir)
@@ -61,7 +63,7 @@ def main() -> int:
                     dataset,
                     out,
                     data=DataParams(mirrors=[str(SHARED / "evalplus")]),
-                    params=ScoreParams(backend=args.backend, workers=args.workers),
+                    params=ScoreParams(backend=args.backend, workers=args.workers, checker=args.checker),
                     limit=args.limit,
                     published=SHARED / "upstream" / f"sc2-15b-instruct-{dataset}-eval-results.json.gz",
                 )

@@ -35,11 +35,14 @@ RUN set -eux; \
     getent passwd 65534 >/dev/null
 
 COPY envs/sandbox.txt /opt/selfalign/sandbox.txt
+COPY envs/sample-release.txt /opt/selfalign/sample-release.txt
 # The runner starts with -I -S (no site-packages on sys.path); the scorer's program puts the
 # image's site-packages (the label below) on sys.path itself. The import check runs the same way.
 # pip and setuptools leave afterwards: nothing installs at run time.
 RUN set -eux; \
     /opt/venv/bin/pip install --no-deps -r /opt/selfalign/sandbox.txt; \
+    /opt/venv/bin/pip install --no-deps --only-binary=:all: --target /opt/sample-release \
+        -r /opt/selfalign/sample-release.txt; \
     /opt/venv/bin/python3 -I -S -c "import sys; sys.path.insert(0, '/opt/venv/lib/python3.11/site-packages'); \
 from evalplus.eval import untrusted_check; from evalplus.gen.util import trusted_exec; \
 from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS"; \
@@ -47,7 +50,8 @@ from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS"; \
 
 LABEL org.selfalign.role=sandbox \
       org.selfalign.python=/opt/venv/bin/python3 \
-      org.selfalign.site-packages=/opt/venv/lib/python3.11/site-packages
+      org.selfalign.site-packages=/opt/venv/lib/python3.11/site-packages \
+      org.selfalign.sample-site=/opt/sample-release
 # No USER: the runner starts as root (the podman backend says --user=0:0) so that it can drop
 # every sample to uid 65534 with no capabilities.
 WORKDIR /tmp

@@ -2,6 +2,12 @@
 
 import json
 
+# Which recipe runs: the release, or an overlay on it (config recipe_variant), for the card.
+RECIPE = (
+    f"{config['recipe_variant']} (release {config['release']['repo']} tag {config['release'].get('tag', '?')}"
+    f" = {config['release']['commit'][:7]})"
+)
+
 
 def stage_params(*keys):
     """The config section at ``keys`` as one JSON string, passed to `selfalign ... --params`."""

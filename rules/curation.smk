@@ -65,6 +65,7 @@ rule sft:
         sft=stage_params("curation", "sft"),
         decontamination=stage_params("seeds", "filter", "decontamination"),
         run=RUN,
+        recipe=RECIPE,
     log:
         f"{RESULTS}/logs/sft.log",
     benchmark:
@@ -76,5 +77,5 @@ rule sft:
         PIPELINE_IMAGE
     shell:
         "selfalign curate sft --params {params.sft:q} --decontamination {params.decontamination:q}"
-        " --run-name {params.run} --input {input.data} --out {output.data} --parquet {output.parquet}"
+        " --run-name {params.run} --recipe {params.recipe:q} --input {input.data} --out {output.data} --parquet {output.parquet}"
         " --report {output.report} --card {output.card} > {log} 2>&1"

@@ -28,7 +28,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.selfalign-requirements.sha256
-want=$(cat envs/pipeline.txt envs/test.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat envs/pipeline.txt envs/test.txt envs/sample-release.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
     # The editable install below builds without isolation (no network needed for it), so the
@@ -36,6 +36,11 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install --quiet "setuptools==84.2.1"
     .venv/bin/python -m pip install --quiet -r envs/pipeline.txt -r envs/test.txt
     .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+    # What generated samples may import under execution.exec_mode: release (config.yaml): the
+    # release's numpy, in a directory of its own that the sandbox mounts read-only.
+    rm -rf .venv/sample-release
+    .venv/bin/python -m pip install --quiet --no-deps --only-binary=:all: \
+        --target .venv/sample-release -r envs/sample-release.txt
     echo "$want" > "$stamp"
 fi
 # Pyright's PyPI wrapper installs the matching npm package on first use.

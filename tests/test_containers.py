@@ -28,6 +28,7 @@ from selfalign.records import read_jsonl, write_jsonl
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(1800)]
 
+REPO = Path(__file__).resolve().parents[1]
 PARAMS: dict[str, Any] = {"timeout_s": 2, "memory_mb": 1024, "workers": 2, "records_per_unit": 3}
 # podman's default rlimits exceed this host's hard limits, which runc may not raise.
 ULIMITS = ["--ulimit=nofile=4096:4096", "--ulimit=nproc=4096:4096"]
@@ -107,6 +108,31 @@ def counts(out: Path) -> dict[str, Any]:
 
 def packages(out: Path) -> dict[str, str]:
     return dict(json.loads(Path(f"{out}.meta.json").read_text())["packages"])
+
+
+def test_release_mode_gives_the_host_verdicts_in_the_sandbox_image(tmp_path: Path) -> None:
+    """exec_mode release (config.yaml): the sandbox image carries the release's sample packages
+    (numpy 1.26.4, label org.selfalign.sample-site) and gives the host's bytes."""
+    images = require_images("sandbox")
+    records, sample_names = responses()
+    numpy_sample = "import numpy as np\nassert np.arange(3).sum() == 3\nassert np.__version__ == '1.26.4'"
+    records.append({"id": "rec-numpy", "instruction": "numpy",
+                    "responses": [{"sample": 0, "response": fenced(numpy_sample)}]})
+    sample_names["rec-numpy/0"] = "numpy"
+    write_jsonl(tmp_path / "responses.jsonl", records)
+    release = {**PARAMS, "exec_mode": "release", "sample_site": str(REPO / ".venv" / "sample-release")}
+    host = [sys.executable, "-m", "selfalign"]
+    outs = {name: tmp_path / name / "executed.jsonl" for name in ("gvisor", "podman")}
+    for path in outs.values():
+        path.parent.mkdir()
+    run([*host, *execute_args({**release, "backend": "gvisor"}, str(tmp_path), str(outs["gvisor"]))], "host")
+    run([*host, *execute_args({**release, "backend": "podman", "image": images["sandbox"]},
+                              str(tmp_path), str(outs["podman"]))], "sandbox image")
+    kept = sorted(sample_names[r["id"]] for r in read_jsonl(outs["gvisor"]))
+    # the release's rules: no recursion, sys.exit(0) fails in its clean-up, numpy importable
+    assert kept == ["numpy", "stdlib", "two_blocks"], kept
+    assert outs["podman"].read_bytes() == outs["gvisor"].read_bytes()
+    assert counts(outs["podman"]) == counts(outs["gvisor"])
 
 
 def test_execute_stage_keeps_the_same_records_in_the_images(tmp_path: Path) -> None:

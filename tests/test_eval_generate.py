@@ -56,3 +56,32 @@ def test_params_validate() -> None:
         EvalParams.from_dict({"limt": 3})
     with pytest.raises(ValueError, match="unknown dataset"):
         EvalParams().version("apps")
+
+
+def test_the_release_bos_goes_before_every_prompt_once() -> None:
+    """llm_wrapper.py at 0b19dbc encoded eval prompts with add_bos=True: one BOS first when the
+    tokenizer has one. Over the completions API: the BOS text for a tokenizer that does not add
+    it itself, nothing for one that does or has none."""
+    from tokenizers import processors
+
+    from selfalign.evaluation.generate import bos_prefix
+    from selfalign.tinymodel import train_tokenizer
+
+    tokenizer = train_tokenizer(["def f(x):\n    return x\n"] * 20, vocab_size=300, model_max_length=512)
+    prefix = bos_prefix(tokenizer)
+    assert prefix == tokenizer.bos_token and prefix
+    ids = tokenizer(prefix + "def f", add_special_tokens=True)["input_ids"]
+    assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1
+    requests = eval_requests("humaneval", [{"task_id": "HumanEval/0", "prompt": "def f():\n    pass\n",
+                                            "entry_point": "f"}], EvalParams().sampling(), prefix)
+    assert requests[0].prompt.startswith(prefix + "You are an exceptionally intelligent")
+
+    adds = train_tokenizer(["def f(x):\n    return x\n"] * 20, vocab_size=300, model_max_length=512)
+    bos = adds.bos_token
+    adds.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", special_tokens=[(bos, adds.bos_token_id)]
+    )
+    assert bos_prefix(adds) == ""  # the server's tokenizer adds it: not twice
+
+    adds.bos_token = None
+    assert bos_prefix(adds) == ""  # no BOS at all (Qwen2.5-Coder): the release added none either

@@ -113,7 +113,7 @@ def test_recursion_and_helpers_pass_unless_upstream_exec_is_asked_for(tmp_path: 
     ours = run_execution(path, tmp_path / "ours.jsonl", ExecutionParams.from_dict(PARAMS), show_progress=False)
     assert ours.n_out == 1
     assert read_jsonl(tmp_path / "ours.jsonl")[0]["id"] == "r/3"
-    upstream = ExecutionParams.from_dict({**PARAMS, "upstream_exec_in_function": True})
+    upstream = ExecutionParams.from_dict({**PARAMS, "exec_mode": "function"})
     theirs = run_execution(path, tmp_path / "theirs.jsonl", upstream, show_progress=False)
     assert theirs.n_out == 0 and dict(theirs.drops) == {"fail:exception:NameError": 1}
 

@@ -270,6 +270,31 @@ def test_hostile_sample_is_contained(gvisor: Sandbox, case: str) -> None:
     assert alone.status == "pass", (case, alone)
 
 
+#: Hostile cases the release's rules pass, and the reason (containment is still asserted).
+RELEASE_PASSES = {"exit_before_tests": "exit_0", "gigabyte_stdout": "ok"}
+
+
+@pytest.mark.timeout(300)
+def test_hostile_samples_are_contained_in_release_mode(gvisor: Sandbox) -> None:
+    """The release's emulation (exec_mode release) runs inside the same confinement: every
+    hostile case ends within the limit and leaves nothing behind. Only its verdicts follow the
+    release's rules: an exit status 0 passes (os._exit(0) before the tests), as the release's
+    p.exitcode == 0 did, and output goes to swallow_io's in-memory buffer (a gigabyte of one
+    repeated chunk costs it nothing), so the output limit is not reached."""
+    with Sandbox("gvisor", timeout_s=4.0, exec_mode="release", release_alarm_s=4.0) as release:
+        for case in sorted(HOSTILE):
+            code, _ = HOSTILE[case]
+            verdict, elapsed = _timed(release, code)
+            if case in RELEASE_PASSES:
+                assert (verdict.status, verdict.reason) == ("pass", RELEASE_PASSES[case]), verdict
+            else:
+                assert verdict.status != "pass", (case, verdict)
+            assert elapsed < HANG_S + MARGIN_S, f"{case} took {elapsed:.1f}s"
+            assert not _strays(gvisor, release), case
+            alone = release.run("pids = [p for p in os.listdir('/proc') if p.isdigit()]\nassert len(pids) == 2, pids\n")
+            assert alone.status == "pass", (case, alone)
+
+
 @pytest.mark.timeout(90)
 def test_memory_bomb_spread_over_processes_is_contained(gvisor: Sandbox) -> None:
     # RLIMIT_AS bounds each process; the sandbox-wide memory cap bounds the sum.

@@ -12,7 +12,7 @@ from transformers import AutoTokenizer, Starcoder2ForCausalLM, TrainerCallback
 
 from selfalign.records import RecordError, sha256_file, write_jsonl
 from selfalign.tinymodel import TinyModelParams, model_config, train_tokenizer
-from selfalign.training.data import CHAT_TEMPLATE
+from selfalign.training.data import CHAT_TEMPLATE, collate
 from selfalign.training.train import SUMMARY_FILE, TrainParams, last_checkpoint, load_sft, train
 
 RECORDS = [
@@ -165,3 +165,48 @@ def test_fsdp_config_is_a_valid_accelerate_config(repo: Path) -> None:
     assert config.distributed_type == DistributedType.FSDP and config.mixed_precision == "bf16"
     assert hasattr(modeling_starcoder2, config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"])
     assert config.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+
+
+class _Grads(TrainerCallback):
+    """The accumulated gradient of the first optimizer step, before the optimizer sees it."""
+
+    def __init__(self) -> None:
+        self.grads: dict[str, torch.Tensor] = {}
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):  # type: ignore[no-untyped-def]
+        if not self.grads:
+            self.grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("mode", ["micro_batch_mean", "tokens"])
+def test_loss_normalization_over_accumulation(mode: str, base: Path, tmp_path: Path) -> None:
+    """micro_batch_mean (transformers 4.39, the release): the step's gradient is the average of
+    each micro-batch's token-mean gradient; tokens (the Trainer from 4.46): of the loss summed
+    over the accumulated batch and divided by its label tokens. Two examples of different
+    response lengths, accumulation 2: one optimizer step holds both."""
+    records = [
+        {"id": "short", "instruction": "Say one.", "response": "1"},
+        {"id": "long", "instruction": "Write add.", "response": "```python\ndef add(a, b):\n    return a + b\n```"},
+    ]
+    data = tmp_path / "sft.jsonl"
+    write_jsonl(data, records)
+    grads = _Grads()
+    params = TrainParams(learning_rate=1e-3, num_train_epochs=1, gradient_accumulation_steps=2,
+                         max_seq_length=256, save_steps=10, threads=1, loss_normalization=mode)
+    train(data, str(base), tmp_path / "ckpt", params, callbacks=[grads], show_progress=False)
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    encoded = load_sft(data, tokenizer, 256).examples
+    model = Starcoder2ForCausalLM.from_pretrained(base, attn_implementation="sdpa")
+    model.config.attention_dropout = model.config.residual_dropout = model.config.embedding_dropout = 0.0
+    counts = [e.response_tokens for e in encoded]
+    assert counts[0] != counts[1]
+    losses = [model(**collate([e], tokenizer.pad_token_id or 0)).loss for e in encoded]
+    if mode == "micro_batch_mean":
+        total = (losses[0] + losses[1]) / 2
+    else:
+        total = (losses[0] * counts[0] + losses[1] * counts[1]) / sum(counts)
+    total.backward()
+    for name, param in model.named_parameters():
+        if name in grads.grads:
+            assert torch.allclose(grads.grads[name], param.grad, rtol=1e-4, atol=1e-6), (mode, name)

@@ -326,7 +326,7 @@ def cmd_curate_sft(args: argparse.Namespace) -> None:
         },
     )
     with atomic_writer(args.card, "w") as handle:
-        handle.write(dataset_card(out.parent, args.run_name, stats.extra))
+        handle.write(dataset_card(out.parent, args.run_name, stats.extra, recipe=args.recipe))
 
 
 def cmd_model_texts(args: argparse.Namespace) -> None:
@@ -633,6 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", required=True, help="decontamination.json")
     p.add_argument("--card", required=True, help="dataset card (README.md)")
     p.add_argument("--run-name", required=True)
+    p.add_argument("--recipe", default=None, help="which recipe made it, for the card (release or an overlay)")
     _add_common(p)
     p.set_defaults(func=cmd_curate_sft)
 

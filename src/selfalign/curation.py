@@ -683,7 +683,7 @@ _CARD_STAGES = (
 )
 
 
-def dataset_card(results_dir: Path, run_name: str, sft_meta: Mapping[str, Any]) -> str:
+def dataset_card(results_dir: Path, run_name: str, sft_meta: Mapping[str, Any], recipe: str | None = None) -> str:
     """The README.md beside ``sft.jsonl``: what the data is and the funnel that made it."""
     rows = []
     for rel, what in _CARD_STAGES:
@@ -712,6 +712,7 @@ def dataset_card(results_dir: Path, run_name: str, sft_meta: Mapping[str, Any]) 
             "",
             f"# selfalign SFT data, run `{run_name}`",
             "",
+            *([f"Recipe: {recipe}.", ""] if recipe else []),
             "Instruction-response pairs made by the StarCoder2-Instruct self-alignment recipe",
             "(selfalign): a base model wrote concepts, instructions, responses and their own",
             "tests from seed functions; responses whose tests pass in a gVisor sandbox were kept,",

@@ -15,10 +15,14 @@ every field of their input record except the list of responses, and add ``respon
 so they go to the sidecar (total, max, by status), not into the records, which stay
 byte-identical on rerun.
 
-Upstream ran each sample with ``exec`` inside a function body, which rejects correct solutions
-whose top-level functions call each other or themselves (their names land in the function's
-locals, invisible to the functions). ``upstream_exec_in_function: true`` reproduces that for
-comparisons; it is off by default.
+How a sample runs is ``exec_mode``. ``config.yaml`` (the release) uses ``release``: the
+release's ``execution_filter.py`` (0b19dbc) reproduced inside the sandbox -- ``exec(code)``
+inside a function after evalplus's ``reliability_guard``, with the script's module globals,
+``swallow_io`` and ``time_limit(4)``, the process joined for 10 s, exit status 0 a pass -- with
+the release's numpy importable (``sample_site``). That mode rejects correct solutions whose
+top-level functions call each other or themselves (their names land in the function's locals,
+invisible to the functions), and passes a sample that calls ``os._exit(0)`` half-way. The
+corrected overlay uses ``module``: the sample runs as one module and must run to its end.
 """
 
 from __future__ import annotations
@@ -44,12 +48,15 @@ from .records import (
     sha256_file,
 )
 from .sandbox.backends import validate_backend_choice
+from .sandbox.core import EXEC_MODES
 from .stage import StageStats, progress_bar, shard_bounds
 
 log = logging.getLogger(__name__)
 
 #: Bump when how verdicts become records changes: stale resumable parts are dropped.
 EXECUTION_VERSION = 1
+#: The release's ``p.join(timeout=10)``: how long a sample's process lived under exec_mode release.
+RELEASE_JOIN_S = 10.0
 
 #: Upstream's ``extract_code`` pattern: a fence that opens a line, up to the next fence line.
 CODE_BLOCK = re.compile(r"^```python\s*\n(.*?)(?=^```)", re.DOTALL | re.MULTILINE)
@@ -66,7 +73,13 @@ class ExecutionParams:
     memory_mb: int = 1024
     workers: int = 2
     allow_unsandboxed: bool = False
-    upstream_exec_in_function: bool = False
+    exec_mode: str = "module"
+    """``release``: the release's execution filter reproduced (``selfalign.sandbox.runner.
+    release_run``); ``module``: the sample runs as one module and must run to its end;
+    ``function``: module mode with the release's function-body scoping only."""
+    sample_site: str | None = None
+    """Packages samples may import (read-only in the sandbox), e.g. the release's numpy in
+    ``.venv/sample-release`` (scripts/setup.sh, envs/sample-release.txt); None: stdlib only."""
     records_per_unit: int = 256
     image: str | None = None
 
@@ -80,10 +93,24 @@ class ExecutionParams:
                 raise ValueError(f"execution.{name} must be >= 1")
         if made.timeout_s <= 0:
             raise ValueError("execution.timeout_s must be > 0")
+        if made.exec_mode not in EXEC_MODES:
+            raise ValueError(f"execution.exec_mode = {made.exec_mode!r}: must be one of {', '.join(EXEC_MODES)}")
         return made
+
+    def process_timeout_s(self) -> float:
+        """How long a sample's process may live: the release joined it for 10 s after its
+        4 s alarm; otherwise ``timeout_s``."""
+        return max(self.timeout_s, RELEASE_JOIN_S) if self.exec_mode == "release" else self.timeout_s
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def site_manifest(site: str | None) -> list[str]:
+    """The distributions installed in a sample-packages directory (for fingerprints/sidecars)."""
+    if not site or not os.path.isdir(site):
+        return []
+    return sorted(name.removesuffix(".dist-info") for name in os.listdir(site) if name.endswith(".dist-info"))
 
 
 def compilable(code: str) -> bool:
@@ -215,6 +242,7 @@ def run_execution(
                 "input_sha256": sha256_file(path),
                 "shard": [shard, num_shards, lo, hi],
                 "params": {k: v for k, v in params.to_dict().items() if k != "workers"},
+                "sample_packages": site_manifest(params.sample_site),
             }
         ),
     )
@@ -222,9 +250,11 @@ def run_execution(
     if done:
         log.info("%s: resuming, %d of %d unit(s) already done", output, len(done), n_units)
     sandbox_kwargs: dict[str, Any] = {
-        "timeout_s": params.timeout_s,
+        "timeout_s": params.process_timeout_s(),
         "memory_bytes": params.memory_mb << 20,
-        "upstream_exec_in_function": params.upstream_exec_in_function,
+        "exec_mode": params.exec_mode,
+        "release_alarm_s": params.timeout_s,
+        "sample_site": params.sample_site,
     }
     if params.backend == "none":
         sandbox_kwargs["allow_unsandboxed"] = True
@@ -243,7 +273,7 @@ def run_execution(
                 pool = SandboxPool(params.workers, params.backend, **sandbox_kwargs).__enter__()
             stats = StageStats()
             tasks = _unit_tasks(records, path, stats)
-            verdicts = pool.run_many([t.code for t in tasks], timeout_s=params.timeout_s)
+            verdicts = pool.run_many([t.code for t in tasks], timeout_s=params.process_timeout_s())
             kept: list[JsonObj] = []
             seconds: dict[str, float] = {}
             for task, verdict in zip(tasks, verdicts, strict=True):
@@ -278,5 +308,7 @@ def run_execution(
         for key in ("records", "ids_from_line_numbers"):
             result.extra[key] = result.extra.get(key, 0) + unit_stats.extra.get(key, 0)
     result.extra["backend"] = params.backend
+    result.extra["exec_mode"] = params.exec_mode
+    result.extra["sample_packages"] = site_manifest(params.sample_site)
     result.check_balance()
     return result

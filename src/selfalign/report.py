@@ -482,6 +482,13 @@ def environment(artifacts: Sequence[Artifact]) -> dict[str, Any]:
 
 CONFIG_SUMMARY = (
     ("run_name",),
+    ("recipe_variant",),
+    ("release", "commit"),
+    ("execution", "exec_mode"),
+    ("curation", "clean", "shuffle"),
+    ("curation", "sft", "rng"),
+    ("training", "loss_normalization"),
+    ("evaluation", "sandbox", "checker"),
     ("model", "name"),
     ("model", "revision"),
     ("model", "build"),
@@ -508,6 +515,16 @@ def _lookup(config: Mapping[str, Any], keys: Sequence[str]) -> Any:
     return node
 
 
+def recipe_line(config: Mapping[str, Any]) -> str:
+    """Which recipe ran: the release (tag and commit), or an overlay on it."""
+    release = config.get("release") or {}
+    where = f"{release.get('repo', '?')} tag {release.get('tag', '?')} = {str(release.get('commit', '?'))[:7]}"
+    variant = config.get("recipe_variant", "release")
+    if variant == "release":
+        return f"the release ({where})"
+    return f"{variant}: the release ({where}) with the {variant} overlay (README, Deviations from the release)"
+
+
 def build_report(
     results_dir: str | os.PathLike[str],
     *,
@@ -527,6 +544,7 @@ def build_report(
     links = [i for a in artifacts for i in a.inputs]
     return {
         "run_name": run_name,
+        "recipe": recipe_line(config),
         "funnel": [row.to_json() for row in funnel],
         "funnel_paper_source": PAPER_SOURCE,
         "evaluation": evaluation,
@@ -869,6 +887,7 @@ def render_html(report: Mapping[str, Any], svg: str) -> str:
             f"<title>selfalign run {_e(report['run_name'])}: reproducibility report</title>",
             f"<style>{CSS}</style></head><body><main>",
             f"<h1>selfalign run <code>{_e(report['run_name'])}</code></h1>",
+            f'<p class="sub"><b>Recipe:</b> {_e(report["recipe"])}.</p>',
             f'<p class="sub">The StarCoder2-Instruct self-alignment recipe, rebuilt. Code '
             f"<code>{_e(commit or '?')}</code>, config digest <code>{_e(report['config_sha256'][:16])}</code>. "
             "Every number below is read from the run's artifacts and their <code>.meta.json</code> sidecars; "

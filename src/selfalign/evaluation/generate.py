@@ -52,6 +52,10 @@ class EvalParams:
     mirrors: Sequence[str] = ()
     cache_dir: str = "~/.cache/selfalign/benchmarks"
     sandbox: Mapping[str, Any] = field(default_factory=dict)  # the scorer's (evaluation.score)
+    prepend_bos: bool = True
+    """The release's generation path (``llm_wrapper.py``: ``EncodingConfig(add_bos=True)``)
+    put the tokenizer's BOS before every eval prompt, when the tokenizer has one; the
+    completions API sends text, so the BOS token's text goes in front (see :func:`bos_prefix`)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mirrors", tuple(self.mirrors))
@@ -84,11 +88,35 @@ def load_tasks(dataset: str, params: EvalParams) -> list[JsonObj]:
     return tasks if params.limit is None else tasks[: params.limit]
 
 
-def eval_requests(dataset: str, tasks: Sequence[Mapping[str, Any]], sampling: SamplingParams) -> list[CompletionRequest]:
+def eval_requests(
+    dataset: str, tasks: Sequence[Mapping[str, Any]], sampling: SamplingParams, prefix: str = ""
+) -> list[CompletionRequest]:
     return [
-        CompletionRequest(index=i, id=str(task["task_id"]), prompt=eval_prompt(dataset, task).text, params=sampling)
+        CompletionRequest(index=i, id=str(task["task_id"]), prompt=prefix + eval_prompt(dataset, task).text,
+                          params=sampling)
         for i, task in enumerate(tasks)
     ]
+
+
+def bos_prefix(tokenizer: Any) -> str:
+    """The text to put before a prompt so the server's tokens start with one BOS, as the
+    release's did: nothing for a tokenizer without a BOS (the release's rule) or one that adds
+    it itself; else the BOS token's text, which must encode to exactly the BOS id."""
+    bos_id = tokenizer.bos_token_id
+    if bos_id is None or tokenizer.bos_token is None:
+        return ""
+    if list(tokenizer("a")["input_ids"])[:1] == [bos_id]:
+        return ""  # the server's tokenizer adds it (add_special_tokens, as vLLM's default)
+    ids = list(tokenizer(tokenizer.bos_token, add_special_tokens=False)["input_ids"])
+    if ids != [bos_id]:
+        raise ValueError(f"the BOS token {tokenizer.bos_token!r} encodes to {ids}, not [{bos_id}]")
+    return str(tokenizer.bos_token)
+
+
+def load_bos_prefix(model: str | os.PathLike[str], revision: str | None) -> str:
+    from transformers import AutoTokenizer
+
+    return bos_prefix(AutoTokenizer.from_pretrained(str(model), revision=revision))
 
 
 def sample_record(dataset: str, task: Mapping[str, Any], result: CompletionResult) -> JsonObj:
@@ -122,7 +150,10 @@ def generate_samples(
     """Write ``out``: one EvalPlus sample per task of ``dataset``, in dataset order."""
     tasks = load_tasks(dataset, params)
     sampling = params.sampling()
-    requests = eval_requests(dataset, tasks, sampling)
+    prefix = ""
+    if params.prepend_bos:
+        prefix = load_bos_prefix(model_dir or settings.model.name, None if model_dir else settings.model.revision)
+    requests = eval_requests(dataset, tasks, sampling, prefix)
     by_index = dict(enumerate(tasks))
 
     def make_record(request: CompletionRequest, result: CompletionResult) -> tuple[list[JsonObj], StageStats]:
@@ -139,6 +170,7 @@ def generate_samples(
         "sampling": sampling.to_json(),
         "model": [str(model_dir or settings.model.name), settings.model.revision],
         "model_files": model_dir_digest(model_dir),
+        "prefix": prefix,
     }
 
     def run(url: str) -> StageStats:
@@ -160,5 +192,6 @@ def generate_samples(
     stats.extra["dataset"] = dataset
     stats.extra["dataset_version"] = params.version(dataset)
     stats.extra["tasks"] = len(tasks)
+    stats.extra["bos_prefix"] = prefix
     stats.check_balance()
     return stats

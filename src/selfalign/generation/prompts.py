@@ -4,11 +4,13 @@ The text a base model sees decides the data it writes, so this module rebuilds u
 prompts character for character. The upstream sources read are, in
 ``bigcode-project/starcoder2-self-align``:
 
-* ``src/star_align/self_ossinstruct.py`` at commit 52ae3557 -- the version whose C->I draws the
-  single category "code generation (function implementation)" and a difficulty from
-  easy/medium/hard, reads 16 examples with a ``[Solution]`` section and writes properties in the
-  order category, language, concepts, difficulty, as the few-shot file it ships with does;
-* ``README.md`` at commit 14f42941 (the release README) for the flags of the released run;
+* ``src/star_align/self_ossinstruct.py`` at the release, tag ``starcoder2-instruct`` = commit
+  0b19dbc (the same prompt code as 52ae3557, which still had an in-process vLLM path the release
+  removed) -- C->I draws the single category "code generation (function implementation)" and a
+  difficulty from easy/medium/hard, reads 16 examples with a ``[Solution]`` section and writes
+  properties in the order category, language, concepts, difficulty, as the few-shot file at
+  that commit does (later commits, e.g. 1d85858, ship a 21-example file);
+* ``README.md`` at 0b19dbc (the release README) for the flags of the released run;
 * ``seed_gathering/filter_dataset.py`` (commits 68eb699f / 228d37b0, same logic) for the judge,
   and ``seed_gathering/requirements.txt`` (vllm==0.4.1) for what ran around it.
 
@@ -45,11 +47,11 @@ Deviations from upstream, each on purpose:
    (``allow_empty=False``) are off by default because upstream kept empty outputs.
 5. The judge's stop is sent as the list ``["\\n"]`` (upstream: the string ``"\\n"``, which
    vLLM turns into the same list).
-6. The backend seed is always ``3407 + index`` per request. Upstream sent that to a vLLM server,
-   but its in-process engine (``--use_vllm_server False``, the release README's default) gave
-   every prompt of a 2000/500-record batch ``3407 + <first index of the batch>``. Sampled
-   tokens are not reproducible across GPUs/vLLM versions anyway; a per-request seed at least
-   makes them independent of batching.
+6. The backend seed is ``3407 + index`` per request, as the release sent it to its vLLM
+   server (0b19dbc has only the server path; the earlier in-process engine of 52ae3557 gave
+   every prompt of a batch ``3407 + <first index of the batch>``). Sampled tokens are not
+   reproducible across GPUs/vLLM versions anyway; a per-request seed at least makes them
+   independent of batching.
 """
 
 from __future__ import annotations
@@ -70,14 +72,14 @@ RequestKind = Literal["S->C", "C->I", "I->R", "judge"]
 SYSTEM_ORDER: tuple[Mode, ...] = ("I->R", "C->I", "S->C")
 #: The number of examples upstream asserts the few-shot file holds.
 NUM_EXAMPLES = 16
-#: sha256 of upstream's ``self-ossinstruct-fewshot.txt`` (data/ at 0028ed8f; 64,957 bytes).
+#: sha256 of upstream's ``self-ossinstruct-fewshot.txt`` (prompts/ at 0b19dbc; 64,957 bytes).
 UPSTREAM_FEWSHOT_SHA256 = "828e833f7c90d12e8163d889c0245ffb45ef4937d36abf1f66ddac566ac30a5b"
 
 #: ``Args.seed`` upstream ("keep unchanged for reproducibility"); request i uses 3407 + i.
 GENERATION_SEED = 3407
 #: ``random.seed(42)`` at the top of filter_dataset.py; our per-record judge shuffle base.
 JUDGE_SEED = 42
-#: C->I draws from these with ``random.choice``, category first (52ae3557).
+#: C->I draws from these with ``random.choice``, category first (0b19dbc).
 INSTRUCTION_CATEGORIES: tuple[str, ...] = ("code generation (function implementation)",)
 INSTRUCTION_DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
 #: Upstream maps a record's ``data_dir`` through this and falls back to Python.

@@ -159,6 +159,10 @@ class Backend:
         """Where a host site-packages directory (mounted via ``extra_ro_paths``) is inside."""
         return host_site
 
+    def sample_site(self, host_site: str) -> str:
+        """Where the packages samples may import (``execution.sample_site``) are inside."""
+        return host_site
+
     def prepare(self) -> None:
         """Create whatever the start needs on the host (a bundle, a state dir)."""
         self.workdir = tempfile.mkdtemp(prefix=f"selfalign-{self.name}-")
@@ -404,6 +408,15 @@ class PodmanBackend(Backend):
 
     def site_packages(self, host_site: str) -> str:
         return self.labels["org.selfalign.site-packages"]
+
+    def sample_site(self, host_site: str) -> str:
+        try:
+            return self.labels["org.selfalign.sample-site"]
+        except KeyError:
+            raise SandboxUnavailable(
+                f"image {self.image!r} has no label org.selfalign.sample-site (the release's "
+                "sample packages): rebuild it from containers/sandbox.Dockerfile"
+            ) from None
 
     @property
     def cidfile(self) -> str:

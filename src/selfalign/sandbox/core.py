@@ -39,6 +39,10 @@ class _Wedged(Exception):
     """No answer before the watchdog deadline."""
 
 
+EXEC_MODES = ("module", "function", "release")
+"""How a sample's code is executed (see :class:`Sandbox`)."""
+
+
 class _Died(Exception):
     """The runner's pipe closed: the sandbox is gone."""
 
@@ -55,13 +59,15 @@ class Sandbox:
     ``image`` under gVisor) or ``"none"`` (unsandboxed; requires ``allow_unsandboxed=True`` and
     warns).
 
-    ``upstream_exec_in_function``: reproduce upstream StarCoder2-Instruct's execution filter,
-    which ran ``exec(code)`` inside a function body, so top-level names land in a locals dict and
-    a function calling itself or a helper fails with NameError. Off by default: samples run as one
-    module (``exec`` in a fresh ``__main__`` module's globals), like ``python sample.py``. The
-    switch reproduces that scoping rule only: upstream's module globals (``os``, ``sys``, ...) do
-    not leak into the sample, and ``os._exit(0)`` still does not count as a pass (upstream
-    counted any exit status 0).
+    ``exec_mode``: ``module`` (default) runs the sample as one module (``exec`` in a fresh
+    ``__main__`` module's globals), like ``python sample.py``, and it passes only if it ran to its
+    end. ``release`` reproduces the release's execution filter (starcoder2-self-align 0b19dbc,
+    see ``runner.release_run``): ``exec(code)`` inside a function, after evalplus's
+    ``reliability_guard``, with the script's module globals, output swallowed, an alarm after
+    ``release_alarm_s`` and the process given ``timeout_s`` in all (the release joined it for
+    10 s), and any exit status 0 a pass. ``function`` is the scoping rule alone (the old
+    ``upstream_exec_in_function=True``). ``sample_site``: a directory of packages samples may
+    import (mounted read-only; backend podman uses its image's own).
 
     Limits per sample: ``timeout_s`` wall clock (the runner kills the sample's processes; the
     host's watchdog allows ``watchdog_margin_s`` more before it replaces the whole sandbox),
@@ -82,6 +88,9 @@ class Sandbox:
         output_limit_bytes: int = 4 << 20,
         tail_bytes: int = 4096,
         upstream_exec_in_function: bool = False,
+        exec_mode: str | None = None,
+        release_alarm_s: float | None = None,
+        sample_site: str | None = None,
         allow_unsandboxed: bool = False,
         python: str | None = None,
         extra_ro_paths: tuple[str, ...] = (),
@@ -100,7 +109,19 @@ class Sandbox:
         self.fsize_bytes = int(fsize_bytes)
         self.output_limit_bytes = int(output_limit_bytes)
         self.tail_bytes = int(tail_bytes)
-        self.upstream_exec_in_function = bool(upstream_exec_in_function)
+        self.exec_mode = exec_mode or ("function" if upstream_exec_in_function else "module")
+        if self.exec_mode not in EXEC_MODES:
+            raise ValueError(f"exec_mode must be one of {', '.join(EXEC_MODES)}, got {self.exec_mode!r}")
+        self.release_alarm_s = release_alarm_s
+        if sample_site is not None and backend != "podman":  # podman: the image's own
+            sample_site = os.path.realpath(sample_site)
+            if not os.path.isdir(sample_site):
+                raise SandboxError(
+                    f"sample packages directory {sample_site} does not exist: scripts/setup.sh "
+                    "installs envs/sample-release.txt there, or set execution.sample_site: null"
+                )
+            extra_ro_paths = (*extra_ro_paths, sample_site)
+        self._sample_site = sample_site
         self.startup_timeout_s = float(startup_timeout_s)
         self.watchdog_margin_s = float(watchdog_margin_s)
         self.max_start_failures = int(max_start_failures)
@@ -265,7 +286,11 @@ class Sandbox:
                 "fsize_bytes": self.fsize_bytes,
                 "output_limit": self.output_limit_bytes,
                 "tail_bytes": self.tail_bytes,
-                "exec_in_function": self.upstream_exec_in_function,
+                "exec_mode": self.exec_mode,
+                "alarm_s": self.release_alarm_s,
+                "sample_site": (
+                    self.backend.sample_site(self._sample_site) if self._sample_site else None
+                ),
                 "drop_uid": self.backend.drop_uid,
                 "tmp_root": self.backend.tmp_root(),
                 "wipe_tmp": self.backend.private_tmp,

@@ -85,6 +85,11 @@ class TrainParams:
     logging_steps: int = 1
     max_steps: int | None = None  # stop early (tests); null = the epochs decide
     threads: int | None = None  # CPU threads for torch; null = torch's default
+    loss_normalization: str = "micro_batch_mean"
+    """``micro_batch_mean``: each micro-batch's loss is the mean over its label tokens, and the
+    accumulated gradient their average (transformers 4.39, which the release ran); ``tokens``:
+    the loss summed over the accumulated batch and divided by its label-token count (the Trainer
+    from 4.46 on, where the model accepts ``num_items_in_batch``)."""
     accelerate_config: str | None = None  # used by the workflow rule, not here
     extra: Mapping[str, Any] = field(default_factory=dict)  # more TrainingArguments, verbatim
 
@@ -107,6 +112,10 @@ class TrainParams:
             raise ValueError(
                 "training.attention must be auto, flash_attention_2, sdpa or eager, "
                 f"got {self.attention!r}"
+            )
+        if self.loss_normalization not in ("micro_batch_mean", "tokens"):
+            raise ValueError(
+                f"training.loss_normalization must be micro_batch_mean or tokens, got {self.loss_normalization!r}"
             )
 
     @classmethod
@@ -309,6 +318,10 @@ def train(
         data_collator=collator,
         callbacks=list(callbacks),
     )
+    if params.loss_normalization == "micro_batch_mean":
+        # transformers 4.39's rule: no num_items_in_batch to the model, so its loss is the
+        # micro-batch's token mean, which training_step then divides by the accumulation steps
+        trainer.model_accepts_loss_kwargs = False
     if resume is not None:
         log.info("resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
