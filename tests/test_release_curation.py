@@ -90,3 +90,20 @@ def test_the_corrected_overlay_differs_from_the_release(golden: Path, tmp_path: 
     smart = SmartParams.from_dict({**paper_curation()["sft"], **overlay["curation"]["sft"]})
     run_sft(golden / "sanitized.jsonl", tmp_path / "f.jsonl", smart, show_progress=False)
     assert triples(tmp_path / "f.jsonl") != triples(golden / "sft-from-sanitized.jsonl")
+
+
+def test_the_release_shape_without_ids_curates_the_same(golden: Path, tmp_path: Path) -> None:
+    """The release's files (and the published sets' JSONL exports) carry no string ``id``:
+    sanitize gives each record its line number as one, and the texts come out as the release's."""
+    source = tmp_path / "no-ids.jsonl"
+    with open(golden / "input.jsonl", encoding="utf-8") as handle, open(source, "w", encoding="utf-8") as out:
+        for line in handle:
+            record = json.loads(line)
+            del record["id"]
+            out.write(json.dumps(record) + "\n")
+    stats = run_sanitize(source, tmp_path / "s.jsonl", show_progress=False)
+    assert stats.extra["ids_from_line_numbers"] == 176
+    clean = CleanParams.from_dict(paper_curation()["clean"])
+    run_clean(tmp_path / "s.jsonl", tmp_path / "c.jsonl", clean, show_progress=False)
+    run_sft(tmp_path / "c.jsonl", tmp_path / "f.jsonl", SmartParams.from_dict(paper_curation()["sft"]), show_progress=False)
+    assert [t[1:] for t in triples(tmp_path / "f.jsonl")] == [t[1:] for t in triples(golden / "sft.jsonl")]

@@ -474,6 +474,20 @@ def cmd_containers_check(args: argparse.Namespace) -> None:
     print(f"ok: containers/*.Dockerfile and envs/*.txt under {root} are pinned")
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    from .compare import Source, compare, summary
+
+    if (args.published_dataset is None) == (args.published_file is None):
+        raise ValueError("name exactly one of --published-dataset or --published-file")
+    source = Source(args.published_dataset, args.revision, args.split, args.published_file)
+    report = compare(args.ours, source, key=args.key, fields=[f for f in args.fields.split(",") if f])
+    if args.out:
+        with atomic_writer(args.out) as handle:
+            json.dump(report, handle, indent=1, ensure_ascii=False)
+            handle.write("\n")
+    print(summary(report))
+
+
 def cmd_pins_check(args: argparse.Namespace) -> None:
     from .pins import check_pins
 
@@ -528,6 +542,20 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("configfile", nargs="+")
     val.add_argument("--show", action="store_true", help="print the merged config")
     val.set_defaults(func=cmd_config_validate)
+
+    p = sub.add_parser("compare", help="hold one of our artifacts against a published dataset: "
+                       "matched records, and which differ at which field")
+    p.add_argument("--ours", required=True, help="our JSONL artifact, e.g. results/paper/sft.jsonl")
+    p.add_argument("--published-dataset", default=None,
+                   help="a Hub dataset, e.g. bigcode/self-oss-instruct-sc2-exec-filter-50k")
+    p.add_argument("--revision", default=None, help="the Hub dataset's revision (pin it)")
+    p.add_argument("--split", default="train")
+    p.add_argument("--published-file", default=None, help="or a local .jsonl[.gz] / .parquet file")
+    p.add_argument("--key", default="instruction",
+                   help="match records by this field (instruction/response: whitespace-free, as the release)")
+    p.add_argument("--fields", default="instruction,response", help="comma-separated fields to compare")
+    p.add_argument("--out", default=None, help="write the full report (JSON) here")
+    p.set_defaults(func=cmd_compare)
 
     pins = sub.add_parser("pins", help="files the config pins by URL + sha256")
     pins_sub = pins.add_subparsers(dest="pins_command", required=True)

@@ -349,10 +349,28 @@ def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
 # ---------------------------------------------------------------------------------- helpers
 
 
-def _records(path: Path, bar_desc: str, show_progress: bool) -> Iterator[tuple[int, JsonObj]]:
+#: Record ids curation accepts: ours are strings; the published sets' (and their JSONL exports)
+#: are integers.
+ID_TYPES = (str, int)
+
+
+def _records(
+    path: Path, bar_desc: str, show_progress: bool, stats: StageStats | None = None
+) -> Iterator[tuple[int, JsonObj]]:
+    """Records with an instruction and a response. With ``stats`` (the first curation stage), a
+    record without an ``id`` -- the release's own files have none -- gets its line number as
+    one (``line000000001``), counted in ``stats.extra``; without, an ``id`` is required."""
     bar = progress_bar(desc=bar_desc, total=count_lines(path), unit="rec", enabled=show_progress)
+    required: dict[str, Any] = {"instruction": str, "response": str}
+    if stats is None:
+        required["id"] = ID_TYPES
     try:
-        for line, record in iter_jsonl(path, {"id": str, "instruction": str, "response": str}):
+        for line, record in iter_jsonl(path, required):
+            if "id" not in record and stats is not None:
+                record = {"id": f"line{line:09d}", **record}
+                stats.extra["ids_from_line_numbers"] = stats.extra.get("ids_from_line_numbers", 0) + 1
+            elif isinstance(record["id"], bool) or not isinstance(record["id"], ID_TYPES):
+                raise RecordError(path, line, f"must be a string or an integer, got {type(record['id']).__name__}", "id")
             yield line, record
             bar.update(1)
     finally:
@@ -382,7 +400,7 @@ def run_sanitize(
     path = Path(input_path)
     stats = StageStats()
     with atomic_writer(output) as out:
-        for _, record in _records(path, "sanitize", show_progress):
+        for _, record in _records(path, "sanitize", show_progress, stats):
             stats.n_in += 1
             try:
                 sections = split_sections(record["response"])
@@ -407,7 +425,7 @@ class _CleanEntry:
 
 def _scan_for_clean(path: Path, show_progress: bool) -> list[_CleanEntry]:
     entries: list[_CleanEntry] = []
-    required = {"id": str, "instruction": str, "response": str}
+    required = {"id": ID_TYPES, "instruction": str, "response": str}
     bar = progress_bar(desc="clean: read", total=count_lines(path), unit="rec", enabled=show_progress)
     for line_no, offset, record in iter_jsonl_offsets(path, required):
         blocks = code_blocks(record["response"])
@@ -624,7 +642,7 @@ def run_sft(
     with atomic_writer(output) as out:
         for _, record in _records(path, "sft", show_progress):
             stats.n_in += 1
-            rng = shared_rng if params.rng == "global" else record_rng(params.seed, record["id"])
+            rng = shared_rng if params.rng == "global" else record_rng(params.seed, str(record["id"]))
             try:
                 result = smart_rewrite(record["instruction"], record["response"], rng, params)
             except FormatError as exc:
@@ -635,7 +653,7 @@ def run_sft(
                 continue
             if contamination is not None:
                 checked += 1
-                hit = contamination.check(record["id"], result.instruction, result.response)
+                hit = contamination.check(str(record["id"]), result.instruction, result.response)
                 if hit is not None and params.decontaminate:
                     stats.drop(f"contaminated:{hit}")
                     continue

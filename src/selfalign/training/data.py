@@ -58,14 +58,18 @@ def training_prompt(instruction: str) -> str:
 
 
 def encode_example(tokenizer: Any, instruction: str, response: str, max_length: int) -> Encoded:
-    """Token ids and labels of one SFT record, cut to ``max_length`` tokens."""
+    """Token ids and labels of one SFT record, cut to ``max_length`` tokens.
+
+    The release's ``star_align.train.map_dataset`` (0b19dbc): the prompt encoded without
+    special tokens after a BOS, the response after it with an EOS, each added only where the
+    tokenizer has one (a BOS-less tokenizer such as Qwen2.5-Coder's gets none).
+    """
     if max_length < 1:
         raise ValueError("max_length must be >= 1")
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-    if bos is None or eos is None:
-        raise ValueError("the tokenizer needs a bos and an eos token")
-    prompt_ids = [bos, *tokenizer(training_prompt(instruction), add_special_tokens=False)["input_ids"]]
-    response_ids = [*tokenizer(response, add_special_tokens=False)["input_ids"], eos]
+    prompt_ids = [*([bos] if bos is not None else []),
+                  *tokenizer(training_prompt(instruction), add_special_tokens=False)["input_ids"]]
+    response_ids = [*tokenizer(response, add_special_tokens=False)["input_ids"], *([eos] if eos is not None else [])]
     input_ids = prompt_ids + response_ids
     labels = [IGNORE_INDEX] * len(prompt_ids) + response_ids
     return Encoded(input_ids[:max_length], labels[:max_length], len(input_ids) > max_length)
