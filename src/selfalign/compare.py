@@ -79,7 +79,7 @@ class FieldDiff:
 
 
 def _first_difference(a: str, b: str) -> int:
-    for i, (x, y) in enumerate(zip(a, b)):
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
         if x != y:
             return i
     return min(len(a), len(b))
@@ -129,7 +129,7 @@ def compare(
                 diff.examples.append(example)
         identical += same
     their_rank = {k: i for i, k in enumerate(k for k in their_order if k in mine)}
-    in_order = all(their_rank[a] < their_rank[b] for a, b in zip(common, common[1:]))
+    in_order = all(their_rank[a] < their_rank[b] for a, b in zip(common, common[1:], strict=False))
     return {
         "ours": {"path": str(ours), "records": len(mine_order), "duplicate_keys": len(mine_dups)},
         "published": {**published.describe(), "records": len(their_order), "duplicate_keys": len(their_dups)},

@@ -72,6 +72,7 @@ import numpy as np
 from .config import reject_unknown
 from .records import (
     JsonObj,
+    RecordError,
     atomic_writer,
     count_lines,
     dumps,
@@ -351,7 +352,7 @@ def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
 
 #: Record ids curation accepts: ours are strings; the published sets' (and their JSONL exports)
 #: are integers.
-ID_TYPES = (str, int)
+ID_TYPES: tuple[type, ...] = (str, int)
 
 
 def _records(
@@ -361,7 +362,7 @@ def _records(
     record without an ``id`` -- the release's own files have none -- gets its line number as
     one (``line000000001``), counted in ``stats.extra``; without, an ``id`` is required."""
     bar = progress_bar(desc=bar_desc, total=count_lines(path), unit="rec", enabled=show_progress)
-    required: dict[str, Any] = {"instruction": str, "response": str}
+    required: dict[str, type | tuple[type, ...]] = {"instruction": str, "response": str}
     if stats is None:
         required["id"] = ID_TYPES
     try:
@@ -425,7 +426,7 @@ class _CleanEntry:
 
 def _scan_for_clean(path: Path, show_progress: bool) -> list[_CleanEntry]:
     entries: list[_CleanEntry] = []
-    required = {"id": ID_TYPES, "instruction": str, "response": str}
+    required: dict[str, type | tuple[type, ...]] = {"id": ID_TYPES, "instruction": str, "response": str}
     bar = progress_bar(desc="clean: read", total=count_lines(path), unit="rec", enabled=show_progress)
     for line_no, offset, record in iter_jsonl_offsets(path, required):
         blocks = code_blocks(record["response"])
