@@ -342,3 +342,9 @@ def test_sft_drops_contaminated_records_and_reports_them(tmp_path: Path, evalplu
     assert write_parquet(empty, tmp_path / "empty.parquet") == 0
     table = pq.read_table(tmp_path / "empty.parquet")
     assert table.num_rows == 0 and table.column_names == ["id", "instruction", "response"]
+
+
+def test_sanitize_refuses_an_id_that_is_neither_string_nor_integer(tmp_path: Path) -> None:
+    path = write(tmp_path / "in.jsonl", [{"id": ["a"], "instruction": "x", "response": response()}])
+    with pytest.raises(RecordError, match=r"in\.jsonl:1: field 'id': must be a string or an integer, got list"):
+        run_sanitize(path, tmp_path / "out.jsonl", show_progress=False)
