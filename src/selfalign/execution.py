@@ -31,6 +31,7 @@ import ast
 import logging
 import os
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -55,6 +56,8 @@ log = logging.getLogger(__name__)
 
 #: Bump when how verdicts become records changes: stale resumable parts are dropped.
 EXECUTION_VERSION = 1
+#: ``execution.sample_site: bundled``: the packages scripts/setup.sh installs beside the venv.
+BUNDLED = "bundled"
 #: The release's ``p.join(timeout=10)``: how long a sample's process lived under exec_mode release.
 RELEASE_JOIN_S = 10.0
 
@@ -78,8 +81,10 @@ class ExecutionParams:
     release_run``); ``module``: the sample runs as one module and must run to its end;
     ``function``: module mode with the release's function-body scoping only."""
     sample_site: str | None = None
-    """Packages samples may import (read-only in the sandbox), e.g. the release's numpy in
-    ``.venv/sample-release`` (scripts/setup.sh, envs/sample-release.txt); None: stdlib only."""
+    """Packages samples may import (read-only in the sandbox): ``bundled`` is the release's
+    numpy and tqdm that scripts/setup.sh (and the pipeline image) install from
+    envs/sample-release.txt into ``<the running venv>/sample-release``; a path; None: stdlib
+    only."""
     records_per_unit: int = 256
     image: str | None = None
 
@@ -96,6 +101,14 @@ class ExecutionParams:
         if made.exec_mode not in EXEC_MODES:
             raise ValueError(f"execution.exec_mode = {made.exec_mode!r}: must be one of {', '.join(EXEC_MODES)}")
         return made
+
+    def resolved_sample_site(self) -> str | None:
+        """``sample_site`` as a directory (``bundled``: beside the running interpreter's venv)."""
+        if self.sample_site is None:
+            return None
+        if self.sample_site == BUNDLED:
+            return str(Path(sys.prefix) / "sample-release")
+        return str(Path(self.sample_site).expanduser())
 
     def process_timeout_s(self) -> float:
         """How long a sample's process may live: the release joined it for 10 s after its
@@ -242,7 +255,7 @@ def run_execution(
                 "input_sha256": sha256_file(path),
                 "shard": [shard, num_shards, lo, hi],
                 "params": {k: v for k, v in params.to_dict().items() if k != "workers"},
-                "sample_packages": site_manifest(params.sample_site),
+                "sample_packages": site_manifest(params.resolved_sample_site()),
             }
         ),
     )
@@ -254,7 +267,7 @@ def run_execution(
         "memory_bytes": params.memory_mb << 20,
         "exec_mode": params.exec_mode,
         "release_alarm_s": params.timeout_s,
-        "sample_site": params.sample_site,
+        "sample_site": params.resolved_sample_site(),
     }
     if params.backend == "none":
         sandbox_kwargs["allow_unsandboxed"] = True
@@ -309,6 +322,6 @@ def run_execution(
             result.extra[key] = result.extra.get(key, 0) + unit_stats.extra.get(key, 0)
     result.extra["backend"] = params.backend
     result.extra["exec_mode"] = params.exec_mode
-    result.extra["sample_packages"] = site_manifest(params.sample_site)
+    result.extra["sample_packages"] = site_manifest(params.resolved_sample_site())
     result.check_balance()
     return result
