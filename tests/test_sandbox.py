@@ -758,3 +758,31 @@ def test_podman_backend_config_is_checked(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(backends_mod.os, "access", lambda path, mode: True)
     with pytest.raises(SandboxUnavailable, match="build-images.sh"):
         Sandbox("podman", image="localhost/selfalign/none:0")
+
+
+@pytest.mark.timeout(180)
+def test_a_read_only_mount_below_tmp_is_not_walked_after_every_sample(tmp_path: Path) -> None:
+    """A virtualenv under /tmp (a clone there, evalplus or the sample packages mounted from it)
+    is a read-only mount below the sandbox's /tmp. The per-sample wipe of /tmp must neither walk
+    it (30,000 files made a trivial sample take 4 s) nor remove it; what a sample writes on the
+    tmpfs itself is still gone before the next one."""
+    _require("gvisor")
+    assert str(tmp_path).startswith("/tmp/")
+    mounted = tmp_path / "venv" / "site-packages"
+    for i in range(300):
+        (mounted / f"pkg{i}").mkdir(parents=True)
+        for j in range(100):
+            (mounted / f"pkg{i}" / f"m{j}.py").write_text("")
+    with Sandbox("gvisor", extra_ro_paths=(str(mounted),)) as sb:
+        assert sb.run("assert True").status == "pass"
+        started = time.monotonic()
+        for _ in range(5):
+            verdict = sb.run("open('left.txt', 'w').write('x')\nassert True")
+            assert verdict.status == "pass", verdict
+        per_sample = (time.monotonic() - started) / 5
+        after = sb.run(
+            f"import os\nassert len(os.listdir({str(mounted)!r})) == 300\n"
+            "assert not any(n.endswith('left.txt') for _, _, f in os.walk('/tmp') for n in f)\n"
+        )
+        assert after.status == "pass", after
+    assert per_sample < 1.0, f"{per_sample:.2f} s per trivial sample"

@@ -547,25 +547,38 @@ def kill_everything(pid: int) -> None:
 
 
 def _wipe(path: str, keep_root: bool) -> None:
-    """Remove a directory tree without following symlinks; errors are ignored."""
-    import shutil
-
-    if keep_root:
+    """Remove a directory tree without following symlinks or entering other mounts; errors are
+    ignored. A read-only host directory mounted below /tmp (a virtualenv under /tmp holding
+    evalplus or the sample packages) stays, and is not walked: a plain rmtree walked all of it
+    after every sample, failing on every file (seconds per sample for a venv)."""
+    try:
+        device = os.lstat(path).st_dev
+    except OSError:
+        return
+    _wipe_below(path, device)
+    if not keep_root:
         try:
-            names = os.listdir(path)
+            os.rmdir(path)
         except OSError:
-            return
-        for name in names:
-            full = os.path.join(path, name)
-            if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full, ignore_errors=True)
+            pass
+
+
+def _wipe_below(path: str, device: int) -> None:
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                if entry.stat(follow_symlinks=False).st_dev != device:
+                    continue  # another mount (read-only host directory): leave it alone
+                _wipe_below(entry.path, device)
+                os.rmdir(entry.path)  # fails, harmlessly, where a mount point is below
             else:
-                try:
-                    os.unlink(full)
-                except OSError:
-                    pass
-    else:
-        shutil.rmtree(path, ignore_errors=True)
+                os.unlink(entry.path)
+        except OSError:
+            pass
 
 
 class Runner:
