@@ -64,6 +64,7 @@ def test_a_gzipped_mirror_copy_is_found_by_content_and_decompressed_into_the_cac
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # above run()'s own 1200 s, which kills snakemake's whole group
 def test_rescore_from_a_fresh_workflow_copy_reproduces_the_published_verdicts(tmp_path: Path) -> None:
     """`snakemake --profile profiles/tiny rescore`: the released samples by pinned URL + sha256
     (the shared folder as mirror), scored with the release checker: HumanEval+ 119/104 and
