@@ -56,6 +56,13 @@ def _evalplus_spec(spec: str) -> str | None:
     return spec.split(":", 1)[1] if isinstance(spec, str) and spec.startswith("evalplus:") else None
 
 
+def _evalplus_pin(key: str, dataset: str, version: str, section: Mapping[str, Any]) -> Pin:
+    """A pinned EvalPlus release, looked up in the mirrors and cache of the config ``section``."""
+    url, sha = EVALPLUS_RELEASES[(dataset, version)]
+    mirrors = tuple(section.get("mirrors") or ())
+    return Pin(key, url, sha, mirrors, section.get("cache_dir", "~/.cache/selfalign/benchmarks"))
+
+
 def config_pins(config: Mapping[str, Any]) -> list[Pin]:
     """Every file ``config`` pins, in config order."""
     pins: list[Pin] = []
@@ -70,33 +77,15 @@ def config_pins(config: Mapping[str, Any]) -> list[Pin]:
             )
         )
     decontam = config.get("seeds", {}).get("filter", {}).get("decontamination") or {}
+    evaluation = config.get("evaluation") or {}
     for dataset in ("humaneval", "mbpp"):
         version = _evalplus_spec(decontam.get(dataset, ""))
         if version is not None:
-            url, sha = EVALPLUS_RELEASES[(dataset, version)]
-            pins.append(
-                Pin(
-                    f"seeds.filter.decontamination.{dataset}",
-                    url,
-                    sha,
-                    tuple(decontam.get("mirrors") or ()),
-                    decontam.get("cache_dir", "~/.cache/selfalign/benchmarks"),
-                )
-            )
-    evaluation = config.get("evaluation") or {}
+            pins.append(_evalplus_pin(f"seeds.filter.decontamination.{dataset}", dataset, version, decontam))
     for dataset in ("humaneval", "mbpp"):
         version = evaluation.get(f"{dataset}_version")
         if version:
-            url, sha = EVALPLUS_RELEASES[(dataset, version)]
-            pins.append(
-                Pin(
-                    f"evaluation.{dataset}_version",
-                    url,
-                    sha,
-                    tuple(evaluation.get("mirrors") or ()),
-                    evaluation.get("cache_dir", "~/.cache/selfalign/benchmarks"),
-                )
-            )
+            pins.append(_evalplus_pin(f"evaluation.{dataset}_version", dataset, version, evaluation))
     pins.extend(rescore_pins(config).values())
     return pins
 
