@@ -277,13 +277,10 @@ def release_run(compiled: object, code: str, namespace: dict, alarm_s: float, me
         "code": code, "rmtree": rmtree, "rmdir": rmdir, "chdir": chdir_, "getcwd": getcwd,
         "maximum_memory_bytes": maximum_memory_bytes,
     }
-    try:
-        with swallow_io(), time_limit(alarm_s):
-            exec(compiled, namespace, frame_locals)  # type: ignore[arg-type]
-    except BaseException:
-        # the release's create_tempdir clean-up then called os.chdir, which the guard had set
-        # to None: a TypeError over the sample's exception (the runner reports the sample's)
-        raise
+    # An exception here fails the sample, as in the release (whose create_tempdir clean-up then
+    # raised a TypeError over it: os.chdir was None); the runner reports the sample's own.
+    with swallow_io(), time_limit(alarm_s):
+        exec(compiled, namespace, frame_locals)  # type: ignore[arg-type]
     shutil.rmtree, os.rmdir, os.chdir, os.getcwd = rmtree, rmdir, chdir_, getcwd
     # Then TemporaryDirectory removed the directory with shutil.rmtree, whose os.unlink was
     # still None: it succeeded only if the sample had left nothing but (empty) directories.
@@ -417,13 +414,7 @@ def _child(req: dict, out_w: int, err_w: int, res_w: int, workdir: str) -> None:
         _write(RESULT_FD, f"{nonce} ok".encode())
         _exit(0)
     except BaseException as exc:  # noqa: BLE001 - every way a sample can end is a verdict
-        root = exc
-        if exec_mode == "release":
-            # the release's clean-up (os.chdir gone) raises over the sample's own exception:
-            # name the sample's
-            while root.__context__ is not None:
-                root = root.__context__
-        reason = _exception_reason(root)
+        reason = _exception_reason(exc)
         try:
             sys.stdout.flush()  # what the sample printed before failing helps debugging
         except BaseException:  # noqa: BLE001
@@ -436,13 +427,12 @@ def _child(req: dict, out_w: int, err_w: int, res_w: int, workdir: str) -> None:
                 tb = tb.tb_next if tb is not None else None  # drop the runner's own frame
                 traceback.print_exception(type(exc), exc, tb, limit=8)
             else:
-                # release mode: from the sample's own first frame (the emulation's frames and
-                # any chained clean-up error would make traceback read more source files, at a
-                # cost under gVisor)
-                tb = root.__traceback__
+                # release mode: from the sample's own first frame (formatting the emulation's
+                # frames would make traceback read more source files, at a cost under gVisor)
+                tb = exc.__traceback__
                 while tb is not None and tb.tb_frame.f_code.co_filename != "<sample>":
                     tb = tb.tb_next
-                traceback.print_exception(type(root), root, tb, limit=8, chain=False)
+                traceback.print_exception(type(exc), exc, tb, limit=8, chain=False)
             sys.stderr.flush()
         except BaseException:  # noqa: BLE001
             pass
