@@ -17,7 +17,7 @@ min_version("9.0")
 # The rules call the `selfalign` command; the Snakefile itself only needs the config validator,
 # importable from the checkout even before `pip install -e .`.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from selfalign.config import ConfigError, validate_config  # noqa: E402
+from selfalign.config import ConfigError, recipe_line, validate_config  # noqa: E402
 
 envvars:
     "PATH",

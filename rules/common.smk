@@ -2,11 +2,9 @@
 
 import json
 
-# Which recipe runs: the release, or an overlay on it (config recipe_variant), for the card.
-RECIPE = (
-    f"{config['recipe_variant']} (release {config['release']['repo']} tag {config['release'].get('tag', '?')}"
-    f" = {config['release']['commit'][:7]})"
-)
+# Which recipe runs: the release, or an overlay on it (config recipe_variant), for the card;
+# the same line the run report shows.
+RECIPE = recipe_line(config)
 
 
 def stage_params(*keys):

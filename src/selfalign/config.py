@@ -112,6 +112,23 @@ def parse_params(value: str) -> dict[str, Any]:
     return loaded
 
 
+def check_choice(key: str, value: Any, allowed: Sequence[str]) -> None:
+    """Refuse a value that is not one of ``allowed``, naming the dotted key and the choices."""
+    if value not in allowed:
+        raise ValueError(f"{key} = {value!r}: must be one of {', '.join(allowed)}")
+
+
+def recipe_line(config: Mapping[str, Any]) -> str:
+    """Which recipe a config is: the release (tag and commit), or an overlay on it; for the run
+    report and the dataset card."""
+    release = config.get("release") or {}
+    where = f"{release.get('repo', '?')} tag {release.get('tag', '?')} = {str(release.get('commit', '?'))[:7]}"
+    variant = config.get("recipe_variant", "release")
+    if variant == "release":
+        return f"the release ({where})"
+    return f"{variant}: the release ({where}) with the {variant} overlay (README, Deviations from the release)"
+
+
 def reject_unknown(cls: type, data: Mapping[str, Any], section: str) -> None:
     """Refuse keys that are not fields of the dataclass ``cls``, naming them and the known ones,
     so a typo in a config section is an error rather than a silently ignored setting."""

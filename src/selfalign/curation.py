@@ -31,9 +31,10 @@ release's own scripts on ``tests/data/release/``):
    explanation draw, the reasoning draw, the number and choice of assertions, the 0.5 coin,
    each only for records that reach it), so a record's fate depends on the records before it.
 
-Later upstream code (the ``enhance`` branch's ``sanitize_data.py``, 14f4294 and after) changed
-these steps; each change is a switch here, off in ``config.yaml`` and on in the opt-in overlay
-``profiles/corrected/recipe.yaml`` (README, "Deviations from the release"):
+Later upstream code (the ``enhance`` branch's ``sanitize_data.py``, 14f4294 and after) and our
+corrections change these steps; each is a switch here, off in ``config.yaml`` and on in an opt-in
+overlay, ``profiles/enhance/recipe.yaml`` (the first and third) or ``profiles/corrected/recipe.yaml``
+(the second and fourth; README, "Deviations from the release"):
 
 - ``curation.clean.shuffle: numpy`` with ``seed: 6666`` (``datasets.Dataset.shuffle``'s order),
   ``max_instruction_words: 200``, ``func_names: sets`` (lower-cased, underscore-free
@@ -69,7 +70,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import reject_unknown
+from .config import check_choice, reject_unknown
 from .records import (
     JsonObj,
     RecordError,
@@ -307,8 +308,8 @@ class CleanParams:
         made = cls(**dict(data))
         if made.max_instruction_words is not None and made.max_instruction_words < 1:
             raise ValueError("curation.clean.max_instruction_words must be >= 1 or null")
-        _check_choice("curation.clean.shuffle", made.shuffle, ("python", "numpy"))
-        _check_choice("curation.clean.func_names", made.func_names, ("release", "sets"))
+        check_choice("curation.clean.shuffle", made.shuffle, ("python", "numpy"))
+        check_choice("curation.clean.func_names", made.func_names, ("release", "sets"))
         return made
 
 
@@ -337,14 +338,9 @@ class SmartParams:
         for f in fields(cls):
             if f.name.startswith("p_") and not 0.0 <= getattr(made, f.name) <= 1.0:
                 raise ValueError(f"curation.sft.{f.name} must be within [0, 1]")
-        _check_choice("curation.sft.rng", made.rng, ("global", "per_record"))
-        _check_choice("curation.sft.remove_comments", made.remove_comments, ("release", "ast", "off"))
+        check_choice("curation.sft.rng", made.rng, ("global", "per_record"))
+        check_choice("curation.sft.remove_comments", made.remove_comments, ("release", "ast", "off"))
         return made
-
-
-def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{key} = {value!r}: must be one of {', '.join(allowed)}")
 
 
 # ---------------------------------------------------------------------------------- helpers

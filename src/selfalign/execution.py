@@ -37,7 +37,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .config import reject_unknown
+from .config import check_choice, reject_unknown
 from .records import (
     JsonObj,
     RecordError,
@@ -98,8 +98,7 @@ class ExecutionParams:
                 raise ValueError(f"execution.{name} must be >= 1")
         if made.timeout_s <= 0:
             raise ValueError("execution.timeout_s must be > 0")
-        if made.exec_mode not in EXEC_MODES:
-            raise ValueError(f"execution.exec_mode = {made.exec_mode!r}: must be one of {', '.join(EXEC_MODES)}")
+        check_choice("execution.exec_mode", made.exec_mode, EXEC_MODES)
         return made
 
     def resolved_sample_site(self) -> str | None:

@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from .config import recipe_line
 from .evaluation.score import PAPER_PASS_AT_1, TABLE_HEADER, markdown_table, table_rows
 from .provenance import SIDECAR_SUFFIX, artifact_digest, artifact_size, sidecar_path
 from .records import atomic_writer, fingerprint, sha256_file
@@ -513,16 +514,6 @@ def _lookup(config: Mapping[str, Any], keys: Sequence[str]) -> Any:
             return None
         node = node[key]
     return node
-
-
-def recipe_line(config: Mapping[str, Any]) -> str:
-    """Which recipe ran: the release (tag and commit), or an overlay on it."""
-    release = config.get("release") or {}
-    where = f"{release.get('repo', '?')} tag {release.get('tag', '?')} = {str(release.get('commit', '?'))[:7]}"
-    variant = config.get("recipe_variant", "release")
-    if variant == "release":
-        return f"the release ({where})"
-    return f"{variant}: the release ({where}) with the {variant} overlay (README, Deviations from the release)"
 
 
 def build_report(

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from ..benchdata import evalplus_release, fetch_pinned, read_gzip_jsonl
-from ..config import reject_unknown
+from ..config import check_choice, reject_unknown
 from ..records import (
     JsonObj,
     RecordError,
@@ -165,8 +165,7 @@ class ScoreParams:
     def from_dict(cls, data: Mapping[str, Any]) -> ScoreParams:
         reject_unknown(cls, data, "sandbox")
         made = cls(**dict(data))
-        if made.checker not in CHECKERS:
-            raise ValueError(f"sandbox.checker = {made.checker!r}: must be one of {', '.join(CHECKERS)}")
+        check_choice("sandbox.checker", made.checker, CHECKERS)
         validate_backend_choice(
             made.backend, made.allow_unsandboxed, "evaluation.sandbox", made.image
         )

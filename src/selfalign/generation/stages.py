@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from ..benchdata import fetch_pinned
-from ..config import reject_unknown
+from ..config import check_choice, reject_unknown
 from ..records import JsonObj, RecordError, count_lines, fingerprint, iter_jsonl, sha256_file
 from ..serving.launch import ServerProcess, free_port, vllm_command
 from ..stage import StageStats, shard_bounds
@@ -256,8 +256,7 @@ class StageSettings:
             if k in generation
         }
         overlong = generation.get("judge_overlong", "dummy")
-        if overlong not in JUDGE_OVERLONG:
-            raise ValueError(f"generation.judge_overlong = {overlong!r}: must be one of {', '.join(JUDGE_OVERLONG)}")
+        check_choice("generation.judge_overlong", overlong, JUDGE_OVERLONG)
         limit = generation.get("limit")
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 0

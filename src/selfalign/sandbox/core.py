@@ -21,6 +21,7 @@ import time
 from types import TracebackType
 from typing import Any
 
+from selfalign.config import check_choice
 from selfalign.sandbox import runner as protocol
 from selfalign.sandbox.backends import HOST_ENV, Backend, make_backend
 from selfalign.sandbox.verdict import Verdict
@@ -110,8 +111,7 @@ class Sandbox:
         self.output_limit_bytes = int(output_limit_bytes)
         self.tail_bytes = int(tail_bytes)
         self.exec_mode = exec_mode or ("function" if upstream_exec_in_function else "module")
-        if self.exec_mode not in EXEC_MODES:
-            raise ValueError(f"exec_mode must be one of {', '.join(EXEC_MODES)}, got {self.exec_mode!r}")
+        check_choice("exec_mode", self.exec_mode, EXEC_MODES)
         self.release_alarm_s = release_alarm_s
         if sample_site is not None and backend != "podman":  # podman: the image's own
             sample_site = os.path.realpath(sample_site)

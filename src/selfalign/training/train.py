@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import reject_unknown
+from ..config import check_choice, reject_unknown
 from ..provenance import model_dir_digest
 from ..records import (
     JsonObj,
@@ -113,10 +113,7 @@ class TrainParams:
                 "training.attention must be auto, flash_attention_2, sdpa or eager, "
                 f"got {self.attention!r}"
             )
-        if self.loss_normalization not in ("micro_batch_mean", "tokens"):
-            raise ValueError(
-                f"training.loss_normalization must be micro_batch_mean or tokens, got {self.loss_normalization!r}"
-            )
+        check_choice("training.loss_normalization", self.loss_normalization, ("micro_batch_mean", "tokens"))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainParams:
