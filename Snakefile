@@ -18,6 +18,7 @@ min_version("9.0")
 # importable from the checkout even before `pip install -e .`.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from selfalign.config import ConfigError, recipe_line, validate_config  # noqa: E402
+from selfalign.importer import IMPORT_STAGES  # noqa: E402
 
 envvars:
     "PATH",

@@ -24,22 +24,32 @@ def sharded(pattern, n):
     return expand(pattern, shard=shard_names(n))
 
 
-# Seed stages in chain order; seeds.start_from replaces those up to and including its stage.
-SEED_STAGES = ["raw", "dedup", "quality", "filtered"]
-START_FROM = config["seeds"]["start_from"]
+# The stages start_from can stand in for, in chain order (selfalign.importer.IMPORT_STAGES);
+# start_from replaces those up to and including its stage by an import of that stage's artifact.
+CHAIN_STAGES = list(IMPORT_STAGES)
+SEED_STAGES = CHAIN_STAGES[: CHAIN_STAGES.index("filtered") + 1]
+START_FROM = config["start_from"]
 START_STAGE = START_FROM["stage"] if START_FROM else None
 SEED_SHARDS = config["seeds"]["shards"]
 
 
 def built_here(stage):
-    """True when `stage` is computed by its own rule (not replaced by seeds.start_from)."""
-    return START_STAGE is None or SEED_STAGES.index(stage) > SEED_STAGES.index(START_STAGE)
+    """True when `stage` is computed by its own rule (not replaced by start_from)."""
+    return START_STAGE is None or CHAIN_STAGES.index(stage) > CHAIN_STAGES.index(START_STAGE)
+
+
+def present(stage):
+    """True when the run holds `stage`'s artifact: built here or imported."""
+    return START_STAGE is None or CHAIN_STAGES.index(stage) >= CHAIN_STAGES.index(START_STAGE)
 
 
 # Generation: which server answers, and what each job owns.
 BACKEND = config["serving"]["backend"]
 TINY_MODEL = config["model"]["build"] == "tiny"
 MODEL_DIR = f"{RESULTS}/model/base" if TINY_MODEL else None
+# The tiny model trains on the seed functions; a run that starts later trains on the seed text
+# ("content") of the records it imported.
+TINY_CORPUS = f"{RESULTS}/{IMPORT_STAGES['filtered' if present('filtered') else START_STAGE]}"
 GEN_SHARDS = config["generation"]["shards"]
 # A job that starts vLLM holds a GPU; the CPU server runs one process per slot.
 GEN_GPUS = 1 if BACKEND == "vllm" else 0

@@ -6,47 +6,49 @@
 EXEC_SHARDS = config["execution"]["shards"]
 
 
-rule execute_shard:
-    input:
-        f"{RESULTS}/responses.jsonl",
-    output:
-        data=temp(f"{RESULTS}/execute/shard-{{shard}}.jsonl"),
-        meta=temp(f"{RESULTS}/execute/shard-{{shard}}.jsonl.meta.json"),
-    params:
-        execution=json.dumps(
-            {k: v for k, v in config["execution"].items() if k != "shards"}, sort_keys=True
-        ),
-        num_shards=EXEC_SHARDS,
-    log:
-        f"{RESULTS}/logs/execute/shard-{{shard}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/execute/shard-{{shard}}.tsv"
-    threads: min(config["execution"]["workers"], 16)
-    resources:
-        mem_mb=2000 + 1100 * config["execution"]["workers"],
-        runtime=240,
-    container:
-        PIPELINE_IMAGE
-    shell:
-        "selfalign execute --params {params.execution:q} --input {input} --shard {wildcards.shard}"
-        " --num-shards {params.num_shards} --out {output.data} > {log} 2>&1"
+if built_here("executed"):
+
+    rule execute_shard:
+        input:
+            f"{RESULTS}/responses.jsonl",
+        output:
+            data=temp(f"{RESULTS}/execute/shard-{{shard}}.jsonl"),
+            meta=temp(f"{RESULTS}/execute/shard-{{shard}}.jsonl.meta.json"),
+        params:
+            execution=json.dumps(
+                {k: v for k, v in config["execution"].items() if k != "shards"}, sort_keys=True
+            ),
+            num_shards=EXEC_SHARDS,
+        log:
+            f"{RESULTS}/logs/execute/shard-{{shard}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/execute/shard-{{shard}}.tsv"
+        threads: min(config["execution"]["workers"], 16)
+        resources:
+            mem_mb=2000 + 1100 * config["execution"]["workers"],
+            runtime=240,
+        container:
+            PIPELINE_IMAGE
+        shell:
+            "selfalign execute --params {params.execution:q} --input {input} --shard {wildcards.shard}"
+            " --num-shards {params.num_shards} --out {output.data} > {log} 2>&1"
 
 
-rule execute:
-    input:
-        data=sharded(f"{RESULTS}/execute/shard-{{shard}}.jsonl", EXEC_SHARDS),
-        meta=sharded(f"{RESULTS}/execute/shard-{{shard}}.jsonl.meta.json", EXEC_SHARDS),
-    output:
-        data=f"{RESULTS}/executed.jsonl",
-        meta=f"{RESULTS}/executed.jsonl.meta.json",
-    log:
-        f"{RESULTS}/logs/execute.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/execute.tsv"
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    container:
-        PIPELINE_IMAGE
-    shell:
-        "selfalign concat --stage execute --out {output.data} {input.data} > {log} 2>&1"
+    rule execute:
+        input:
+            data=sharded(f"{RESULTS}/execute/shard-{{shard}}.jsonl", EXEC_SHARDS),
+            meta=sharded(f"{RESULTS}/execute/shard-{{shard}}.jsonl.meta.json", EXEC_SHARDS),
+        output:
+            data=f"{RESULTS}/executed.jsonl",
+            meta=f"{RESULTS}/executed.jsonl.meta.json",
+        log:
+            f"{RESULTS}/logs/execute.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/execute.tsv"
+        resources:
+            mem_mb=4000,
+            runtime=60,
+        container:
+            PIPELINE_IMAGE
+        shell:
+            "selfalign concat --stage execute --out {output.data} {input.data} > {log} 2>&1"

@@ -27,7 +27,7 @@ if TINY_MODEL:
 
     rule tiny_model:
         input:
-            corpus=f"{RESULTS}/seeds/filtered.jsonl",
+            corpus=TINY_CORPUS,
             fewshot=rules.model_texts.output.fewshot,
             judge=rules.model_texts.output.judge,
         output:
@@ -58,7 +58,12 @@ GENERATION = [
     ("responses", f"{RESULTS}/instructions.jsonl", f"{RESULTS}/responses.jsonl"),
 ]
 
+# The artifact each generation stage writes, in CHAIN_STAGES' names (judge writes "judged").
+GENERATION_ARTIFACT = {"judge": "judged", "concepts": "concepts", "instructions": "instructions", "responses": "responses"}
+
 for _stage, _input, _output in GENERATION:
+    if not built_here(GENERATION_ARTIFACT[_stage]):
+        continue
 
     rule:
         name:

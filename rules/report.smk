@@ -9,8 +9,8 @@
 # `snakemake --report report.html` (or report.zip) adds these, the eval table and the dataset
 # card to Snakemake's own report, with the captions in report/captions/.
 
-# The seed stages this run builds or imports: the first is seeds.start_from's, if any.
-REPORT_SEED_STAGES = SEED_STAGES[SEED_STAGES.index(START_STAGE) if START_STAGE else 0 :]
+# The seed stages this run builds or imports: the first is start_from's, if any.
+REPORT_SEED_STAGES = [stage for stage in SEED_STAGES if present(stage)]
 
 
 rule report:
@@ -19,11 +19,7 @@ rule report:
         chain=[
             f"{RESULTS}/{name}.meta.json"
             for name in (
-                "seeds/judged.jsonl",
-                "concepts.jsonl",
-                "instructions.jsonl",
-                "responses.jsonl",
-                "executed.jsonl",
+                *(IMPORT_STAGES[stage] for stage in CHAIN_STAGES[len(SEED_STAGES) :] if present(stage)),
                 "sanitized.jsonl",
                 "cleaned.jsonl",
                 "sft.jsonl",

@@ -5,20 +5,21 @@
 #   seeds/quality.jsonl   returns a value; autoimport; no Pyright error
 #   seeds/filtered.jsonl  upstream heuristics + HumanEval/MBPP decontamination
 #
-# seeds.start_from replaces the stages up to and including the named one by an import.
+# start_from replaces the stages up to and including the named one (any of them, up to the
+# execution filter) by an import of that stage's artifact: a published dataset or a JSONL.
 
 if START_STAGE is not None:
 
-    rule seeds_import:
+    rule import_start:
         output:
-            data=f"{RESULTS}/seeds/{START_STAGE}.jsonl",
-            meta=f"{RESULTS}/seeds/{START_STAGE}.jsonl.meta.json",
+            data=f"{RESULTS}/{IMPORT_STAGES[START_STAGE]}",
+            meta=f"{RESULTS}/{IMPORT_STAGES[START_STAGE]}.meta.json",
         params:
-            spec=stage_params("seeds", "start_from"),
+            spec=stage_params("start_from"),
         log:
-            f"{RESULTS}/logs/seeds/import.log",
+            f"{RESULTS}/logs/import/{START_STAGE}.log",
         benchmark:
-            f"{RESULTS}/benchmarks/seeds/import.tsv"
+            f"{RESULTS}/benchmarks/import/{START_STAGE}.tsv"
         resources:
             mem_mb=8000,
             runtime=240,

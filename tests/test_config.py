@@ -58,14 +58,23 @@ def test_wrong_type_and_range_are_named(repo: Path) -> None:
 
 def test_start_from_needs_exactly_one_source(repo: Path) -> None:
     config = _paper(repo)
-    config["seeds"]["start_from"] = {"stage": "quality", "jsonl": "a.jsonl", "dataset": "x/y"}
+    config["start_from"] = {"stage": "quality", "jsonl": "a.jsonl", "dataset": "x/y"}
     with pytest.raises(ConfigError):
         validate_config(config)
-    config["seeds"]["start_from"] = {"stage": "judged", "jsonl": "a.jsonl"}
-    with pytest.raises(ConfigError, match="seeds.start_from.stage"):
+    config["start_from"] = {"stage": "sft", "jsonl": "a.jsonl"}
+    with pytest.raises(ConfigError, match="'start_from.stage'"):
         validate_config(config)
-    config["seeds"]["start_from"] = {"stage": "dedup", "jsonl": "a.jsonl"}
+    config["start_from"] = {"stage": "dedup", "jsonl": "a.jsonl"}
     validate_config(config)
+    config["start_from"] = {"stage": "executed", "shape": "release", "dataset": "parquet", "data_files": ["a.parquet"]}
+    validate_config(config)
+
+
+def test_start_from_under_seeds_says_where_it_moved(repo: Path) -> None:
+    config = _paper(repo)
+    config["seeds"]["start_from"] = {"stage": "dedup", "jsonl": "a.jsonl"}
+    with pytest.raises(ConfigError, match="moved to the top level"):
+        validate_config(config)
 
 
 def test_local_source_needs_a_path(repo: Path) -> None:

@@ -120,16 +120,79 @@ def test_config_typo_stops_before_any_job(workdir: Path, tmp_path: Path) -> None
 def test_start_from_replaces_the_earlier_stages(workdir: Path, tmp_path: Path) -> None:
     override = tmp_path / "start.yaml"
     override.write_text(
-        "seeds:\n  start_from: {stage: quality, dataset: bigcode/python-stack-v1-functions-filtered,"
+        "start_from: {stage: quality, dataset: bigcode/python-stack-v1-functions-filtered,"
         " revision: main, split: train, content_field: content, id_field: sha1}\n",
         encoding="utf-8",
     )
     result = run(["-n", "--quiet", "rules", "--configfile", str(override)], workdir, timeout=60)
     assert result.returncode == 0, result.stdout
     counts = _job_counts(result.stdout)
-    assert counts["seeds_import"] == 1
+    assert counts["import_start"] == 1
     assert "seeds_extract_shard" not in counts and "seeds_dedup" not in counts
     assert counts["seeds_filter_shard"] == 16
+
+
+def test_start_from_a_later_stage_runs_only_what_follows(workdir: Path, tmp_path: Path) -> None:
+    override = tmp_path / "start.yaml"
+    override.write_text(
+        "start_from: {stage: instructions, shape: release, dataset: bigcode/self-oss-instruct-sc2-instructions,"
+        " revision: main}\n",
+        encoding="utf-8",
+    )
+    result = run(["-n", "--quiet", "rules", "--configfile", str(override)], workdir, timeout=60)
+    assert result.returncode == 0, result.stdout
+    counts = _job_counts(result.stdout)
+    assert counts["import_start"] == 1
+    for skipped in ("seeds_extract_shard", "seeds_filter_shard", "generate_judge_shard", "generate_concepts_shard",
+                    "generate_instructions_shard"):
+        assert skipped not in counts, skipped
+    assert counts["generate_responses_shard"] >= 1 and counts["execute_shard"] >= 1 and counts["report"] == 1
+
+
+REPO_DATA = Path(__file__).parent / "data" / "release" / "curation"
+
+
+@pytest.mark.slow
+def test_release_curation_on_an_imported_exec_filtered_set_gives_the_published_sft(
+    workdir: Path, tmp_path: Path
+) -> None:
+    """What a user with Hub access does with the published 500k raw set, on a stand-in: the
+    release's execution-filter output (tests/data/release/curation/input.jsonl, as parquet, the
+    published format) imported by start_from, curated by the workflow with the paper's curation
+    settings, and checked with `selfalign compare` against what the release's own scripts made
+    of it (sft.jsonl): every record, the same order."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with gzip.open(REPO_DATA / "input.jsonl.gz", "rt", encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle]
+    parquet = tmp_path / "train-00000-of-00001.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), parquet)
+    override = tmp_path / "start.yaml"
+    override.write_text(
+        f"start_from: {{stage: executed, shape: release, dataset: parquet, data_files: [{parquet}]}}\n",
+        encoding="utf-8",
+    )
+    target = "results/tiny/sft.jsonl"
+    result = run(["--profile", "profiles/tiny", "--configfile", "profiles/tiny/recipe.yaml", str(override),
+                  "--cores", "2", target], workdir, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "import_start" in result.stdout and "execute_shard" not in result.stdout
+    out = tmp_path / "compare.json"
+    compared = subprocess.run(
+        [str(Path(sys.executable).with_name("selfalign")), "compare", "--ours", str(workdir / target),
+         "--published-file", str(REPO_DATA / "sft.jsonl.gz"), "--out", str(out)],
+        capture_output=True, text=True, env=env(), timeout=120,
+    )
+    assert compared.returncode == 0, compared.stderr
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["ours"]["records"] == report["published"]["records"] == 21
+    assert report["identical"] == 21 and report["same_order"], compared.stdout
+    sft = [json.loads(line) for line in (workdir / target).read_text(encoding="utf-8").splitlines()]
+    published_ids = {row["id"] for row in rows}
+    assert all(record["source_id"] in published_ids and record["id"] == f"{record['source_id']}/0" for record in sft)
 
 
 # --------------------------------------------------------------------------- containers per rule

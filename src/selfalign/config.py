@@ -90,6 +90,12 @@ def _describe(error: jsonschema.ValidationError, schema: Mapping[str, Any]) -> l
 
 def validate_config(config: Mapping[str, Any]) -> None:
     """Raise ConfigError listing every problem, each naming its dotted key."""
+    seeds = config.get("seeds")
+    if isinstance(seeds, Mapping) and "start_from" in seeds:
+        raise ConfigError(
+            "invalid configuration:\n  config key 'seeds.start_from' moved to the top level:"
+            " write 'start_from:' (it can now stand in for any stage up to 'executed')"
+        )
     schema = load_schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])

@@ -169,7 +169,7 @@ class FunnelRow:
 
     @property
     def label(self) -> str:
-        """The stage's name; a stage replaced by ``seeds.start_from`` says it was imported."""
+        """The stage's name; a stage replaced by ``start_from`` says it was imported."""
         imported = self.sidecar_stage.startswith("import.")
         return f"{self.stage.label} (imported)" if imported else self.stage.label
 
@@ -495,7 +495,7 @@ CONFIG_SUMMARY = (
     ("model", "build"),
     ("serving", "backend"),
     ("seeds", "source", "kind"),
-    ("seeds", "start_from"),
+    ("start_from",),
     ("generation", "limit"),
     ("generation", "fewshot", "source"),
     ("execution", "backend"),
