@@ -2,8 +2,21 @@
 # Set up selfalign on a fresh Debian/Ubuntu machine or in CI: a virtualenv in .venv with the
 # pinned pipeline and test requirements, the package installed editable, and Pyright's npm
 # package fetched once (so the first quality job doesn't). Idempotent: rerunning is cheap.
+#
+#   scripts/setup.sh          torch's CPU build where there is no NVIDIA GPU, its CUDA build where
+#                             there is one (SELFALIGN_TORCH=cpu|cuda overrides the detection)
+#   scripts/setup.sh --gpu    also the GPU stack (envs/gpu.txt): vLLM in .venv-vllm (its own torch,
+#                             linked as .venv/bin/vllm) and flash-attn (see scripts/install-torch.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+GPU_STACK=0
+for arg in "$@"; do
+    case "$arg" in
+        --gpu) GPU_STACK=1 ;;
+        *) echo "usage: scripts/setup.sh [--gpu]" >&2; exit 2 ;;
+    esac
+done
 
 PYTHON=${PYTHON:-python3}
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
@@ -28,12 +41,17 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.selfalign-requirements.sha256
-want=$(cat envs/pipeline.txt envs/test.txt envs/sample-release.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+TORCH_ROUTE=$(scripts/install-torch.sh --route)
+want=$(cat envs/pipeline.txt envs/test.txt envs/sample-release.txt pyproject.toml scripts/install-torch.sh \
+    | sha256sum | cut -d' ' -f1)-$TORCH_ROUTE
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
     # The editable install below builds without isolation (no network needed for it), so the
     # build backend is pinned here: a fresh venv's setuptools (65 on Python 3.11) has no bdist_wheel.
     .venv/bin/python -m pip install --quiet "setuptools==84.2.1"
+    # torch first, by the route for this machine; envs/pipeline.txt's torch==2.13.0 is then
+    # satisfied by it (a local label such as +cpu matches ==2.13.0) and not replaced.
+    scripts/install-torch.sh .venv/bin/python
     .venv/bin/python -m pip install --quiet -r envs/pipeline.txt -r envs/test.txt
     .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
     # What generated samples may import under execution.exec_mode: release (config.yaml): the
@@ -42,6 +60,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install --quiet --no-deps --only-binary=:all: \
         --target .venv/sample-release -r envs/sample-release.txt
     echo "$want" > "$stamp"
+fi
+if [ "$GPU_STACK" = 1 ]; then
+    scripts/install-torch.sh --gpu-stack .venv/bin/python
 fi
 # Pyright's PyPI wrapper installs the matching npm package on first use.
 .venv/bin/pyright --version >/dev/null
