@@ -161,10 +161,31 @@ def test_fsdp_config_is_a_valid_accelerate_config(repo: Path) -> None:
     from accelerate.utils import DistributedType
     from transformers.models.starcoder2 import modeling_starcoder2
 
+    from transformers.models.qwen2 import modeling_qwen2
+
     config = load_config_from_file(str(repo / "envs" / "accelerate" / "fsdp.yaml"))
     assert config.distributed_type == DistributedType.FSDP and config.mixed_precision == "bf16"
-    assert hasattr(modeling_starcoder2, config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"])
+    # no layer class named: accelerate wraps the model's own _no_split_modules, whatever the model
+    assert "fsdp_transformer_layer_cls_to_wrap" not in config.fsdp_config
+    assert modeling_starcoder2.Starcoder2PreTrainedModel._no_split_modules == ["Starcoder2DecoderLayer"]
+    assert modeling_qwen2.Qwen2PreTrainedModel._no_split_modules == ["Qwen2DecoderLayer"]
     assert config.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+
+
+def test_extra_overrides_training_arguments_but_not_what_a_training_key_sets(tmp_path: Path) -> None:
+    from transformers import TrainingArguments
+
+    from selfalign.training.train import training_arguments
+
+    args = TrainingArguments(**training_arguments({"output_dir": str(tmp_path), "report_to": "none"},
+                                                  TrainParams(extra={"report_to": "wandb"}).extra))
+    assert args.report_to == ["wandb"]
+    with pytest.raises(ValueError, match="'learning_rate' is set by training.learning_rate"):
+        TrainParams(extra={"learning_rate": 1e-4})
+    with pytest.raises(ValueError, match="'gradient_checkpointing' is set by training.gradient_checkpointing"):
+        TrainParams.from_dict({"extra": {"gradient_checkpointing": True}})
+    with pytest.raises(ValueError, match="'report_too' \\(did you mean 'report_to'\\?\\)"):
+        training_arguments({}, {"report_too": "wandb"})
 
 
 class _Grads(TrainerCallback):

@@ -364,9 +364,43 @@ def cmd_tinymodel(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_train_plan(args: argparse.Namespace) -> None:
+    from .config import validate_config
+    from .training.plan import format_plan, load_model_config, memory_plan, model_shape, parse_memory
+
+    config = load_config(args.configfile)
+    validate_config(config)
+    model = config["model"]
+    if args.base_model is not None:
+        model = {**model, "name": args.base_model, "revision": args.revision}
+    model_config, source = load_model_config(model["name"], model.get("revision"), args.model_config)
+    training = parse_params(args.params) if args.params else config["training"]
+    precision = training.get("precision", "auto")
+    plan = memory_plan(
+        model_shape(model_config),
+        training,
+        gpu_memory_bytes=parse_memory(args.gpu_memory) if args.gpu_memory else None,
+        gpu_name=args.gpu_name,
+        bf16=precision != "fp32",
+    )
+    plan["config_source"] = source
+    if args.json:
+        with atomic_writer(args.json) as handle:
+            json.dump(plan, handle, indent=1)
+            handle.write("\n")
+    print(format_plan(plan, source))
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from .training.train import TrainParams, train
 
+    if args.plan:
+        cmd_train_plan(args)
+        return
+    missing = [flag for flag, value in (("--sft", args.sft), ("--base-model", args.base_model), ("--out", args.out),
+                                        ("--params", args.params)) if value is None]
+    if missing:
+        raise ValueError(f"selfalign train needs {', '.join(missing)} (or --plan)")
     started = time.time()
     params = parse_params(args.params)
     stats = train(
@@ -676,12 +710,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_tinymodel)
 
-    p = sub.add_parser("train", help="fine-tune the base model on the SFT data (transformers Trainer)")
-    p.add_argument("--sft", required=True, help="sft.jsonl (fields instruction, response)")
-    p.add_argument("--base-model", required=True, help="a Hub model name or a local model directory")
+    p = sub.add_parser("train", help="fine-tune the base model on the SFT data (transformers Trainer); "
+                       "--plan: the run's GPU memory budget, from the model's config alone")
+    p.add_argument("--sft", help="sft.jsonl (fields instruction, response)")
+    p.add_argument("--base-model", help="a Hub model name or a local model directory")
     p.add_argument("--revision", default=None, help="the Hub revision to load (pin a commit sha)")
-    p.add_argument("--out", required=True, help="the checkpoint directory to write")
-    _add_common(p)
+    p.add_argument("--out", help="the checkpoint directory to write")
+    p.add_argument("--plan", action="store_true",
+                   help="print the memory plan of the configured training (model.name, training:) and exit")
+    p.add_argument("--configfile", nargs="+", default=["config.yaml"],
+                   help="with --plan: the config and overlays to read (default config.yaml)")
+    p.add_argument("--gpu-memory", default=None, help="with --plan: the GPU's memory, e.g. 80GiB (A100 80GB)")
+    p.add_argument("--gpu-name", default=None, help="with --plan: a name for that GPU in the output")
+    p.add_argument("--model-config", default=None,
+                   help="with --plan: a config.json or model directory instead of the Hub's config")
+    p.add_argument("--json", default=None, help="with --plan: also write the plan here as JSON")
+    p.add_argument("--params", default=None, help="the training section: JSON object, or @file.json/@file.yaml")
+    _add_common(p, params=False)
     p.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="EvalPlus: generate samples with a checkpoint, score samples, tabulate")

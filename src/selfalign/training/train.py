@@ -63,6 +63,47 @@ Precision = Literal["auto", "bf16", "fp32"]
 Attention = Literal["auto", "flash_attention_2", "sdpa", "eager"]
 
 
+#: Config fields that ``training.dropout`` sets where a model's config has them (StarCoder2's
+#: attention/residual/embedding dropouts; Llama and Qwen2 have only ``attention_dropout``).
+DROPOUT_FIELDS = ("attention_dropout", "residual_dropout", "embedding_dropout", "hidden_dropout",
+                  "resid_pdrop", "embd_pdrop", "attn_pdrop")
+
+#: TrainingArguments that a ``training:`` key decides: ``training.extra`` may not set them (it
+#: may override any other, e.g. ``report_to``, ``dataloader_num_workers``).
+OWNED_ARGUMENTS: dict[str, str] = {
+    **{name: f"training.{name}" for name in (
+        "learning_rate", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
+        "lr_scheduler_type", "optim", "max_grad_norm", "seed", "save_steps", "save_total_limit",
+        "logging_steps", "max_steps", "gradient_checkpointing")},
+    "warmup_steps": "training.warmup_ratio",
+    "warmup_ratio": "training.warmup_ratio",
+    "data_seed": "training.seed",
+    "bf16": "training.precision",
+    "fp16": "training.precision",
+    "use_cpu": "training.precision (the device follows the hardware)",
+    "output_dir": "the workflow (checkpoint.partial/)",
+    "full_determinism": "the workflow (deterministic training)",
+}
+
+
+def training_arguments(defaults: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``defaults`` updated by ``extra``, each of whose keys must be a TrainingArguments field
+    (a clear error instead of TrainingArguments' TypeError)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    unknown = sorted(set(extra) - known)
+    if unknown:
+        import difflib
+
+        hints = [f"{k!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, 1)) else "")
+                 for k in unknown]
+        raise ValueError(f"training.extra: not a transformers.TrainingArguments field: {', '.join(hints)}")
+    return {**defaults, **extra}
+
+
 @dataclass(frozen=True)
 class TrainParams:
     """The ``training:`` section of the config; defaults are the release's values."""
@@ -80,6 +121,7 @@ class TrainParams:
     dropout: float = 0.0  # attention, residual and embedding dropout (StarCoder2's default: 0.1)
     precision: Precision = "auto"
     attention: Attention = "auto"
+    gradient_checkpointing: bool = False  # the release: off
     save_steps: int = 50  # optimizer steps between resumable checkpoints
     save_total_limit: int = 2
     logging_steps: int = 1
@@ -114,6 +156,12 @@ class TrainParams:
                 f"got {self.attention!r}"
             )
         check_choice("training.loss_normalization", self.loss_normalization, ("micro_batch_mean", "tokens"))
+        owned = sorted(set(self.extra) & set(OWNED_ARGUMENTS))
+        if owned:
+            raise ValueError(
+                "training.extra: " + "; ".join(f"{k!r} is set by {OWNED_ARGUMENTS[k]}" for k in owned)
+                + " (set it there, not in extra)"
+            )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainParams:
@@ -122,7 +170,8 @@ class TrainParams:
 
     def weights_fingerprint(self) -> JsonObj:
         """The settings that decide the weights (not where or how often they are saved)."""
-        skip = {"save_steps", "save_total_limit", "logging_steps", "threads", "accelerate_config"}
+        skip = {"save_steps", "save_total_limit", "logging_steps", "threads", "accelerate_config",
+                "gradient_checkpointing"}  # recomputation does not change the weights
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
@@ -239,7 +288,7 @@ def train(
     import torch
     import transformers
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
     out = Path(out_dir)
     partial = _partial_dir(out)
@@ -264,14 +313,16 @@ def train(
     _prepare_partial(partial, value)
     resume = last_checkpoint(partial)
 
+    model_config = AutoConfig.from_pretrained(base_model, revision=revision)
+    for name in DROPOUT_FIELDS:  # training.dropout on every dropout this architecture has
+        if hasattr(model_config, name):
+            setattr(model_config, name, params.dropout)
     model = AutoModelForCausalLM.from_pretrained(
         base_model,
         revision=revision,
+        config=model_config,
         dtype=torch.bfloat16 if hardware.bf16 else torch.float32,
         attn_implementation=hardware.attention,
-        attention_dropout=params.dropout,
-        residual_dropout=params.dropout,
-        embedding_dropout=params.dropout,
     )
     # Upstream shuffles the dataset with the seed, then the Trainer's sampler shuffles again.
     dataset = Dataset.from_list(
@@ -281,7 +332,7 @@ def train(
     def collator(rows: list[dict[str, Any]]) -> dict[str, Any]:
         return collate([Encoded(r["input_ids"], r["labels"], r["truncated"]) for r in rows], pad_id)
 
-    args = TrainingArguments(
+    defaults: dict[str, Any] = dict(
         output_dir=str(partial),
         learning_rate=params.learning_rate,
         num_train_epochs=params.num_train_epochs,
@@ -306,8 +357,9 @@ def train(
         dataloader_num_workers=0,
         disable_tqdm=not show_progress,
         use_cpu=hardware.device == "cpu",
-        **dict(params.extra),
+        gradient_checkpointing=params.gradient_checkpointing,
     )
+    args = TrainingArguments(**training_arguments(defaults, params.extra))
     trainer = Trainer(
         model=model,
         args=args,
@@ -356,9 +408,26 @@ def train(
     )}
     stats.extra["loss_curve"] = losses
     stats.extra["files"] = summary.get("files", {})
+    stats.extra["memory"] = _memory_report(model.config, params, hardware)
     if any(not math.isfinite(entry["loss"]) for entry in losses):
         raise FloatingPointError(f"training loss is not finite: {losses}")
     return stats
+
+
+def _memory_report(model_config: Any, params: TrainParams, hardware: Hardware) -> JsonObj:
+    """The plan's budget for this run's settings and, on a GPU, the peak it measured."""
+    import torch
+
+    from .plan import memory_plan, model_shape
+
+    plan = memory_plan(model_shape(model_config), asdict(params) | {"attention": hardware.attention},
+                       gpu_memory_bytes=None, bf16=hardware.bf16)
+    configured = next(row for row in plan["budgets"] if row["configured"])
+    report: JsonObj = {"planned_gib": round(configured["total_gib"], 3), "parameters": plan["model"]["parameters"]}
+    if hardware.device == "cuda":
+        report["peak_allocated_gib"] = round(torch.cuda.max_memory_allocated() / 1024**3, 3)
+        report["gpu"] = torch.cuda.get_device_name()
+    return report
 
 
 def _step_of(checkpoint: Path | None) -> int | None:
@@ -374,7 +443,8 @@ def _write_output(out: Path, saved: Path, tokenizer: Any, summary: JsonObj) -> N
         for path in sorted(saved.iterdir()):
             if path.is_file():
                 shutil.copyfile(path, staging / path.name)
-        tokenizer.chat_template = CHAT_TEMPLATE
+        # the release's template, less its {{bos_token}} where the tokenizer has none (Jinja would print "None")
+        tokenizer.chat_template = CHAT_TEMPLATE if tokenizer.bos_token else CHAT_TEMPLATE.replace("{{bos_token}}", "", 1)
         tokenizer.save_pretrained(str(staging))
         (staging / "training_args.bin").unlink(missing_ok=True)  # pickled, not reproducible
         summary["files"] = {p.name: sha256_file(p) for p in sorted(staging.iterdir())}
