@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from own_model import build_qwen2
-from workflow_utils import copy_workflow, env, run
+from workflow_utils import copy_workflow, env
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE = Path(__file__).parent / "fake_vllm"

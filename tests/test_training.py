@@ -159,9 +159,8 @@ def test_params_reject_unknown_and_bad_values() -> None:
 def test_fsdp_config_is_a_valid_accelerate_config(repo: Path) -> None:
     from accelerate.commands.config.config_args import load_config_from_file
     from accelerate.utils import DistributedType
-    from transformers.models.starcoder2 import modeling_starcoder2
-
     from transformers.models.qwen2 import modeling_qwen2
+    from transformers.models.starcoder2 import modeling_starcoder2
 
     config = load_config_from_file(str(repo / "envs" / "accelerate" / "fsdp.yaml"))
     assert config.distributed_type == DistributedType.FSDP and config.mixed_precision == "bf16"

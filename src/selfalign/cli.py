@@ -366,7 +366,13 @@ def cmd_tinymodel(args: argparse.Namespace) -> None:
 
 def cmd_train_plan(args: argparse.Namespace) -> None:
     from .config import validate_config
-    from .training.plan import format_plan, load_model_config, memory_plan, model_shape, parse_memory
+    from .training.plan import (
+        format_plan,
+        load_model_config,
+        memory_plan,
+        model_shape,
+        parse_memory,
+    )
 
     config = load_config(args.configfile)
     validate_config(config)

@@ -188,7 +188,7 @@ def budget(
     p = shape.parameters
     tokens = seq_len * micro_batch
     if optim.startswith("adafactor"):
-        state = dtype_bytes * (shape.matrix_state + shape.vector_parameters)
+        state = float(dtype_bytes * (shape.matrix_state + shape.vector_parameters))
         step = 12.0 * shape.largest_parameter  # float32 param, grad and update of one parameter
     elif "adam" in optim:
         state = 8.0 * p  # two float32 moments
