@@ -4,29 +4,20 @@ training.extra overriding a TrainingArguments key."""
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
 import pytest
 from own_model import build_qwen2
-from workflow_utils import copy_workflow, run
-
-CURATION = Path(__file__).parent / "data" / "release" / "curation"
+from workflow_utils import copy_workflow, release_exec_parquet, run
 
 
 @pytest.mark.slow
 def test_a_qwen2_base_model_trains_generates_and_is_scored(tmp_path: Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     workdir = copy_workflow(tmp_path / "wf" / "selfalign")
     texts = ["def add_one(x):\n    return x + 1\n", "Write a Python function that adds one to x."] * 40
     base = build_qwen2(tmp_path / "qwen2", texts)
-    with gzip.open(CURATION / "input.jsonl.gz", "rt", encoding="utf-8") as handle:
-        rows = [json.loads(line) for line in handle]
-    parquet = tmp_path / "exec.parquet"
-    pq.write_table(pa.Table.from_pylist(rows), parquet)
+    parquet, _ = release_exec_parquet(tmp_path / "exec.parquet")
     overlay = tmp_path / "own.yaml"
     overlay.write_text(
         f"start_from: {{stage: executed, shape: release, dataset: parquet, data_files: [{parquet}]}}\n"

@@ -12,7 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
-from workflow_utils import copy_workflow, env, run, snakemake_bin
+from workflow_utils import (
+    RELEASE_CURATION,
+    copy_workflow,
+    env,
+    release_exec_parquet,
+    run,
+    snakemake_bin,
+)
 
 
 def _job_counts(output: str) -> dict[str, int]:
@@ -117,39 +124,33 @@ def test_config_typo_stops_before_any_job(workdir: Path, tmp_path: Path) -> None
     assert not (workdir / "results").exists()
 
 
-def test_start_from_replaces_the_earlier_stages(workdir: Path, tmp_path: Path) -> None:
+def _start_from_plan(workdir: Path, tmp_path: Path, start_from: str) -> dict[str, int]:
     override = tmp_path / "start.yaml"
-    override.write_text(
-        "start_from: {stage: quality, dataset: bigcode/python-stack-v1-functions-filtered,"
-        " revision: main, split: train, content_field: content, id_field: sha1}\n",
-        encoding="utf-8",
-    )
+    override.write_text(f"start_from: {start_from}\n", encoding="utf-8")
     result = run(["-n", "--quiet", "rules", "--configfile", str(override)], workdir, timeout=60)
     assert result.returncode == 0, result.stdout
     counts = _job_counts(result.stdout)
     assert counts["import_start"] == 1
+    return counts
+
+
+def test_start_from_replaces_the_earlier_stages(workdir: Path, tmp_path: Path) -> None:
+    counts = _start_from_plan(workdir, tmp_path, "{stage: quality, dataset: bigcode/python-stack-v1-functions-filtered,"
+                              " revision: main, split: train, content_field: content, id_field: sha1}")
     assert "seeds_extract_shard" not in counts and "seeds_dedup" not in counts
     assert counts["seeds_filter_shard"] == 16
 
 
 def test_start_from_a_later_stage_runs_only_what_follows(workdir: Path, tmp_path: Path) -> None:
-    override = tmp_path / "start.yaml"
-    override.write_text(
-        "start_from: {stage: instructions, shape: release, dataset: bigcode/self-oss-instruct-sc2-instructions,"
-        " revision: main}\n",
-        encoding="utf-8",
-    )
-    result = run(["-n", "--quiet", "rules", "--configfile", str(override)], workdir, timeout=60)
-    assert result.returncode == 0, result.stdout
-    counts = _job_counts(result.stdout)
-    assert counts["import_start"] == 1
+    counts = _start_from_plan(workdir, tmp_path, "{stage: instructions, shape: release,"
+                              " dataset: bigcode/self-oss-instruct-sc2-instructions, revision: main}")
     for skipped in ("seeds_extract_shard", "seeds_filter_shard", "generate_judge_shard", "generate_concepts_shard",
                     "generate_instructions_shard"):
         assert skipped not in counts, skipped
     assert counts["generate_responses_shard"] >= 1 and counts["execute_shard"] >= 1 and counts["report"] == 1
 
 
-REPO_DATA = Path(__file__).parent / "data" / "release" / "curation"
+REPO_DATA = RELEASE_CURATION
 
 
 @pytest.mark.slow
@@ -161,15 +162,7 @@ def test_release_curation_on_an_imported_exec_filtered_set_gives_the_published_s
     published format) imported by start_from, curated by the workflow with the paper's curation
     settings, and checked with `selfalign compare` against what the release's own scripts made
     of it (sft.jsonl): every record, the same order."""
-    import gzip
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    with gzip.open(REPO_DATA / "input.jsonl.gz", "rt", encoding="utf-8") as handle:
-        rows = [json.loads(line) for line in handle]
-    parquet = tmp_path / "train-00000-of-00001.parquet"
-    pq.write_table(pa.Table.from_pylist(rows), parquet)
+    parquet, rows = release_exec_parquet(tmp_path / "train-00000-of-00001.parquet")
     override = tmp_path / "start.yaml"
     override.write_text(
         f"start_from: {{stage: executed, shape: release, dataset: parquet, data_files: [{parquet}]}}\n",

@@ -14,6 +14,25 @@ REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "profiles", "report", "src/selfalign/schemas")
 
 
+#: The release's execution-filter output and what its curation scripts made of it (goldens).
+RELEASE_CURATION = Path(__file__).parent / "data" / "release" / "curation"
+
+
+def release_exec_parquet(path: Path) -> tuple[Path, list[dict]]:
+    """The release's execution-filter output (``RELEASE_CURATION/input.jsonl.gz``) written as
+    parquet, the published datasets' format: a stand-in for the published 500k raw set."""
+    import gzip
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with gzip.open(RELEASE_CURATION / "input.jsonl.gz", "rt", encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle]
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path, rows
+
+
 def snakemake_bin() -> str:
     return str(Path(sys.executable).with_name("snakemake"))
 
