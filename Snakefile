@@ -18,6 +18,7 @@ min_version("9.0")
 # importable from the checkout even before `pip install -e .`.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from selfalign.config import ConfigError, recipe_line, validate_config  # noqa: E402
+from selfalign.determinism import cpu_kernel_env  # noqa: E402
 from selfalign.importer import IMPORT_STAGES  # noqa: E402
 
 envvars:
@@ -36,6 +37,10 @@ try:
     validate_config(config)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
+
+# Every job inherits these: CPU float kernels that do not depend on the machine's instruction set
+# (determinism.cpu_kernels: portable), overriding whatever the caller's environment asks for.
+os.environ.update(cpu_kernel_env(config["determinism"]["cpu_kernels"]))
 
 RUN = config["run_name"]
 RESULTS = f"results/{RUN}"
@@ -72,3 +77,5 @@ rule all:
         f"{RESULTS}/eval/table.md",
         f"{RESULTS}/report/index.html",
         f"{RESULTS}/report/report.json",
+        # a run with a lock file (the tiny profile's) ends by checking its bytes against it
+        [f"{RESULTS}/verify.json"] if config["verify"]["lock"] else [],

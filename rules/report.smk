@@ -66,3 +66,22 @@ rule report:
         "selfalign report --results {params.results} --run-name {params.run} --config {params.config:q}"
         " --eval {input.scores} --eval-table {input.table} --files {input.files}"
         " --html {output.html} --json {output.json} --svg {output.svg} > {log} 2>&1"
+
+
+if config["verify"]["lock"]:
+
+    rule verify:
+        input:
+            report=rules.report.output.json,
+            lock=config["verify"]["lock"],
+        output:
+            f"{RESULTS}/verify.json",
+        log:
+            f"{RESULTS}/logs/verify.log",
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        container:
+            PIPELINE_IMAGE
+        shell:
+            "selfalign verify {RESULTS} --lock {input.lock} --out {output} 2>&1 | tee {log}"

@@ -9,12 +9,15 @@ curation, fine-tuning, and EvalPlus generation and scoring in the sandbox.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 from workflow_utils import copy_workflow, kill_group, run, start
+
+from selfalign.determinism import PORTABLE_CPU_ENV
 
 # A tiny chain takes 8-20 minutes on 2 cores (the CPU decides); the module-wide 900 s limit
 # would cut the clean run short and leave its processes behind.
@@ -230,11 +233,39 @@ def test_tiny_chain_reports_the_sidecars_funnel_and_hashes(clean_run: Path, tmp_
     assert "funnel.svg" in html and "index.html" in html and "1. Run report" in html
 
 
+def _native_cpu_env() -> dict[str, str]:
+    """What this CPU would run with if nothing forced the portable kernels: ATen's own pick
+    (e.g. avx512), MKL's automatic dispatch, oneDNN's full ISA."""
+    import subprocess
+    import sys
+
+    picked = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+                            capture_output=True, text=True, check=True,
+                            env={k: v for k, v in os.environ.items() if k not in PORTABLE_CPU_ENV}).stdout.strip()
+    if picked.lower() == PORTABLE_CPU_ENV["ATEN_CPU_CAPABILITY"]:
+        picked = "default"  # an AVX2-only CPU: ask for another setting still
+    return {"ATEN_CPU_CAPABILITY": picked.lower(), "MKL_CBWR": "AUTO", "ONEDNN_MAX_CPU_ISA": "ALL"}
+
+
+def test_tiny_chain_ends_verified_against_the_published_lock(clean_run: Path) -> None:
+    results = clean_run / "results" / "tiny"
+    report = json.loads((results / "verify.json").read_text())
+    assert report["ok"] and report["identical"] == report["artifacts"] > 30, report["first_divergence"]
+    # every job ran with the portable kernels (the AVX2 floor), whatever the caller asked for
+    for name in ("model/base", "checkpoint", "eval/humaneval.samples.jsonl"):
+        facts = json.loads((results / f"{name}.meta.json").read_text())["determinism"]
+        assert facts["env"] == {**facts["env"], **PORTABLE_CPU_ENV}, name
+
+
 def test_killed_midway_then_rerun_gives_the_same_bytes(clean_run: Path, tmp_path: Path) -> None:
+    """Also the CPU-capability check: this run's environment asks for this CPU's own kernels
+    (AVX-512 here) while the clean run's asked for nothing; the workflow's portable kernels
+    (determinism.cpu_kernels: the AVX2 floor) override both, so the bytes are the same."""
     workdir = copy_workflow(tmp_path / "selfalign")
     results = workdir / "results" / "tiny"
     log = tmp_path / "killed.log"
-    proc = start(PROFILE, workdir, log)
+    native = _native_cpu_env()
+    proc = start(PROFILE, workdir, log, extra_env=native)
     # Kill inside the I->R stage (server, client and all), once one of its resumable units is
     # on disk: the rerun must send only the rest and still give the same bytes.
     deadline = time.time() + CHAIN_TIMEOUT_S
@@ -248,9 +279,12 @@ def test_killed_midway_then_rerun_gives_the_same_bytes(clean_run: Path, tmp_path
 
     # A hard-killed snakemake leaves its lock; removing it is the documented recovery step.
     assert run(["--unlock", *PROFILE], workdir, timeout=120).returncode == 0
-    result = run(PROFILE, workdir, timeout=CHAIN_TIMEOUT_S)
+    result = run(PROFILE, workdir, timeout=CHAIN_TIMEOUT_S, extra_env=native)
     assert result.returncode == 0, result.stdout[-8000:]
     assert _artifacts(workdir) == _artifacts(clean_run)
+    assert "verified:" in result.stdout and json.loads((results / "verify.json").read_text())["ok"]
+    facts = json.loads((results / "checkpoint.meta.json").read_text())["determinism"]
+    assert facts["cpu_capability"] == "AVX2" and facts["env"]["ATEN_CPU_CAPABILITY"] == "avx2"
     # nothing left behind by the interrupted job, and it was resumed, not redone
     assert not list(results.rglob("*.parts"))
     meta = json.loads((results / "responses.jsonl.meta.json").read_text())

@@ -95,11 +95,14 @@ def test_generation_jobs_start_vllm_with_the_configured_model_and_stop_it(model_
     vllm_args = config["serving"]["vllm"]["args"]
     assert _flag(argv, "--dtype") == _flag(vllm_args, "--dtype") == "bfloat16"
     assert _flag(argv, "--max-model-len") == _flag(vllm_args, "--max-model-len") == "16384"
+    # batch-invariant by default (config.yaml serving.vllm.batch_invariant), and the sidecar says so
+    assert start["env"].get("VLLM_BATCH_INVARIANT") == "1"
     # the job waited for it (it answered every request) and stopped it
     # (a random model writes no parsable response: every record is answered, then dropped as such)
     meta = json.loads((workdir / "results/tiny/responses.jsonl.meta.json").read_text())
     assert meta["counts"]["in"] == 3 and "request_failed" not in meta["drops"]
     assert sum(meta["drops"].values()) + meta["counts"]["out"] == 3
+    assert meta["stats"]["batch_invariant"] is True
     assert _wait_dead(start["pid"], 10)
 
 
@@ -127,6 +130,7 @@ def test_eval_job_serves_the_checkpoint_and_a_killed_job_takes_its_server_along(
     assert argv[:2] == ["serve", str(model_dir)] and "--revision" not in argv  # a local checkpoint
     assert _flag(argv, "--dtype") == "bfloat16" and _flag(argv, "--max-model-len") == "16384"
     assert _flag(argv, "--seed") == "0"
+    assert start["env"].get("VLLM_BATCH_INVARIANT") == "1"
     assert len((tmp_path / "samples.jsonl").read_text().splitlines()) == 2
     assert _wait_dead(start["pid"], 10)
 
@@ -147,3 +151,16 @@ def test_eval_job_serves_the_checkpoint_and_a_killed_job_takes_its_server_along(
     finally:
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
+
+
+def test_batch_invariance_stops_on_a_gpu_too_old_for_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from selfalign.generation.stages import StageError, require_batch_invariant_gpu
+
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'Tesla T4, 7.5'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(StageError, match="Tesla T4 has compute capability 7.5.*batch_invariant: false"):
+        require_batch_invariant_gpu()
+    smi.write_text("#!/bin/sh\necho 'NVIDIA A100-SXM4-80GB, 8.0'\n")
+    require_batch_invariant_gpu()  # the A100: allowed

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "profiles", "report", "src/selfalign/schemas")
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "profiles", "report", "src/selfalign/schemas",
+                  "tests/expected")
 
 
 #: The release's execution-filter output and what its curation scripts made of it (goldens).
@@ -60,19 +61,22 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def env() -> dict[str, str]:
+def env(extra: dict[str, str] | None = None) -> dict[str, str]:
     e = dict(os.environ)
+    e.update(extra or {})
     e["SELFALIGN_NO_PROGRESS"] = "1"
     e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}"
     return e
 
 
-def run(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], cwd: Path, timeout: float = 600, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run snakemake to completion, or kill its whole process group after ``timeout`` seconds."""
     proc = subprocess.Popen(
         [snakemake_bin(), *args],
         cwd=cwd,
-        env=env(),
+        env=env(extra_env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -87,10 +91,11 @@ def run(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.Complete
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
 
 
-def start(args: list[str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+def start(args: list[str], cwd: Path, log: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     handle = open(log, "wb")  # noqa: SIM115 - closed by the caller via kill_group / wait
     return subprocess.Popen(
-        [snakemake_bin(), *args], cwd=cwd, env=env(), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        [snakemake_bin(), *args], cwd=cwd, env=env(extra_env), stdout=handle, stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 

@@ -514,6 +514,29 @@ def cmd_containers_check(args: argparse.Namespace) -> None:
     print(f"ok: containers/*.Dockerfile and envs/*.txt under {root} are pinned")
 
 
+def cmd_lock(args: argparse.Namespace) -> None:
+    from .verify import make_lock
+
+    lock = make_lock(args.run, args.run_name)
+    with atomic_writer(args.out) as handle:
+        json.dump(lock, handle, indent=1)
+        handle.write("\n")
+    print(f"locked {len(lock['artifacts'])} artifacts of {args.run} in {args.out}")
+
+
+def cmd_verify(args: argparse.Namespace) -> None:
+    from .verify import load_lock, summary, verify
+
+    report = verify(args.run, load_lock(args.lock))
+    if args.out:
+        with atomic_writer(args.out) as handle:
+            json.dump(report, handle, indent=1)
+            handle.write("\n")
+    print(summary(report))
+    if not report["ok"]:
+        raise ValueError(f"{args.run} differs from {args.lock} (first divergence above)")
+
+
 def cmd_compare(args: argparse.Namespace) -> None:
     from .compare import Source, compare, summary
 
@@ -582,6 +605,18 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("configfile", nargs="+")
     val.add_argument("--show", action="store_true", help="print the merged config")
     val.set_defaults(func=cmd_config_validate)
+
+    p = sub.add_parser("lock", help="write the sha256 of every artifact of a run, in chain order (a lock file)")
+    p.add_argument("run", help="the run's results directory, e.g. results/tiny")
+    p.add_argument("--out", required=True, help="the lock file, e.g. tests/expected/tiny.lock.json")
+    p.add_argument("--run-name", default=None)
+    p.set_defaults(func=cmd_lock)
+
+    p = sub.add_parser("verify", help="compare a run with a lock file: identical artifacts, first divergence")
+    p.add_argument("run", help="the run's results directory, e.g. results/tiny")
+    p.add_argument("--lock", default="tests/expected/tiny.lock.json", help="the lock file")
+    p.add_argument("--out", default=None, help="write the full report (JSON) here")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("compare", help="hold one of our artifacts against a published dataset: "
                        "matched records, and which differ at which field")

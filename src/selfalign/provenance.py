@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .determinism import runtime_facts
 from .records import sha256_file, write_json
 
 SIDECAR_SUFFIX = ".meta.json"
@@ -144,6 +145,7 @@ def write_sidecar(
         "wall_time_s": round(time.time() - started, 3) if started is not None else None,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": socket.gethostname(),
+        "determinism": runtime_facts(),
     }
     if extra:
         meta.update(extra)

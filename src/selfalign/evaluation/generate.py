@@ -193,5 +193,6 @@ def generate_samples(
     stats.extra["dataset_version"] = params.version(dataset)
     stats.extra["tasks"] = len(tasks)
     stats.extra["bos_prefix"] = prefix
+    stats.extra["batch_invariant"] = settings.batch_invariant
     stats.check_balance()
     return stats

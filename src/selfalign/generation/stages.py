@@ -147,6 +147,10 @@ class VllmParams:
 
     launcher: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
+    batch_invariant: bool = True  # VLLM_BATCH_INVARIANT=1 for the server
+
+    def server_env(self) -> dict[str, str]:
+        return {"VLLM_BATCH_INVARIANT": "1"} if self.batch_invariant else {}
 
 
 @dataclass(frozen=True)
@@ -185,7 +189,8 @@ class ServingParams:
         reject_unknown(CpuServerParams, cpu, "serving.cpu")
         made = cls(
             **values,
-            vllm=VllmParams(tuple(vllm.get("launcher") or ()), tuple(vllm.get("args") or ())),
+            vllm=VllmParams(tuple(vllm.get("launcher") or ()), tuple(vllm.get("args") or ()),
+                            bool(vllm.get("batch_invariant", True))),
             cpu=CpuServerParams(**cpu),
         )
         if made.backend not in ("vllm", "cpu", "endpoint"):
@@ -272,6 +277,12 @@ class StageSettings:
             judge_overlong=overlong,
         )
 
+    @property
+    def batch_invariant(self) -> bool:
+        """Whether the server answered batch-invariant (vLLM's mode; the CPU server always is:
+        it decodes each request's rows alone)."""
+        return self.serving.backend != "vllm" or self.serving.vllm.batch_invariant
+
     def client_params(self, base_url: str) -> ClientParams:
         return ClientParams.from_dict(
             {**self.client, "base_url": base_url, "model": self.serving.served_model_name}
@@ -279,6 +290,38 @@ class StageSettings:
 
 
 # -------------------------------------------------------------------------------- the server
+
+
+#: vLLM's batch-invariant kernels need this NVIDIA compute capability or higher (its docs).
+BATCH_INVARIANT_MIN_CC = (8, 0)
+
+
+def require_batch_invariant_gpu() -> None:
+    """Stop before starting vLLM where ``nvidia-smi`` reports a GPU too old for its
+    batch-invariant mode; where there is no ``nvidia-smi`` (a container launcher, a fake in
+    tests) vLLM itself decides."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return
+    try:
+        caps = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=30, check=True).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return
+    for line in caps:
+        name, _, cap = line.rpartition(",")
+        try:
+            major, minor = (int(x) for x in cap.strip().split("."))
+        except ValueError:
+            continue
+        if (major, minor) < BATCH_INVARIANT_MIN_CC:
+            raise StageError(
+                f"serving.vllm.batch_invariant: {name.strip()} has compute capability {major}.{minor}; vLLM's "
+                f"batch-invariant mode needs >= {BATCH_INVARIANT_MIN_CC[0]}.{BATCH_INVARIANT_MIN_CC[1]}. "
+                "Set serving.vllm.batch_invariant: false (outputs then depend on what is batched together)."
+            )
 
 
 @contextlib.contextmanager
@@ -319,7 +362,9 @@ def serve(
                 served_model_name=serving.served_model_name,
             ),
         ]
-        server = ServerProcess(command, f"http://127.0.0.1:{port}", **options)
+        if serving.vllm.batch_invariant:
+            require_batch_invariant_gpu()
+        server = ServerProcess(command, f"http://127.0.0.1:{port}", env=serving.vllm.server_env(), **options)
     with server:
         log.info("server ready at %s (%s)", server.base_url, server.describe)
         yield server.base_url
@@ -601,6 +646,7 @@ def run_stage(
             stats = generate(url)
     stats.merge(run.unprompted)
     stats.extra["records_beyond_limit"] = (total - n) if shard == 0 else 0
+    stats.extra["batch_invariant"] = settings.batch_invariant
     stats.extra["fewshot_sha256"] = run.fewshot.sha256 if run.fewshot is not None else None
     if stage == "judge":
         stats.extra["judge_dummy_prompts"] = len(run.dummy_indices)
