@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from selfalign.determinism import PORTABLE_CPU_ENV, cpu_kernel_env, runtime_facts
+from selfalign.determinism import PORTABLE_CPU_ENV, cpu_kernel_env
 from selfalign.provenance import write_sidecar
 from selfalign.verify import VerifyError, chain_order, load_lock, make_lock, scan, summary, verify
 
@@ -102,4 +102,11 @@ def test_portable_cpu_kernels_and_what_sidecars_record(monkeypatch: pytest.Monke
 
     facts = json.loads(probe.stdout)
     assert facts["cpu_capability"] == "DEFAULT" and facts["env"]["MKL_CBWR"] == "COMPATIBLE"
-    assert "torch" not in runtime_facts() or "torch" in sys.modules
+    # a job that never imported torch records the environment only (no torch import for it)
+    bare = subprocess.run(
+        [sys.executable, "-c", "import json, sys; from selfalign.determinism import runtime_facts;"
+                               " f = runtime_facts(); print(json.dumps([sorted(f), 'torch' in sys.modules]))"],
+        capture_output=True, text=True, env={**os.environ, **PORTABLE_CPU_ENV}, timeout=120,
+    )
+    keys, imported = json.loads(bare.stdout)
+    assert "cpu_capability" not in keys and "torch" not in keys and imported is False

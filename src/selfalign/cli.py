@@ -22,7 +22,7 @@ from typing import Any
 from . import __version__
 from .config import ConfigError, load_config, parse_params
 from .provenance import sidecar_path, write_sidecar
-from .records import RecordError, atomic_writer
+from .records import RecordError, atomic_writer, write_json
 from .stage import StageStats, default_workers
 
 log = logging.getLogger("selfalign")
@@ -391,9 +391,7 @@ def cmd_train_plan(args: argparse.Namespace) -> None:
     )
     plan["config_source"] = source
     if args.json:
-        with atomic_writer(args.json) as handle:
-            json.dump(plan, handle, indent=1)
-            handle.write("\n")
+        write_json(args.json, plan)
     print(format_plan(plan, source))
 
 
@@ -518,9 +516,7 @@ def cmd_lock(args: argparse.Namespace) -> None:
     from .verify import make_lock
 
     lock = make_lock(args.run, args.run_name)
-    with atomic_writer(args.out) as handle:
-        json.dump(lock, handle, indent=1)
-        handle.write("\n")
+    write_json(args.out, lock)
     print(f"locked {len(lock['artifacts'])} artifacts of {args.run} in {args.out}")
 
 
@@ -529,9 +525,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
     report = verify(args.run, load_lock(args.lock))
     if args.out:
-        with atomic_writer(args.out) as handle:
-            json.dump(report, handle, indent=1)
-            handle.write("\n")
+        write_json(args.out, report)
     print(summary(report))
     if not report["ok"]:
         raise ValueError(f"{args.run} differs from {args.lock} (first divergence above)")
@@ -545,9 +539,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     source = Source(args.published_dataset, args.revision, args.split, args.published_file)
     report = compare(args.ours, source, key=args.key, fields=[f for f in args.fields.split(",") if f])
     if args.out:
-        with atomic_writer(args.out) as handle:
-            json.dump(report, handle, indent=1, ensure_ascii=False)
-            handle.write("\n")
+        write_json(args.out, report)
     print(summary(report))
 
 
