@@ -21,7 +21,6 @@ rule eval_generate:
                 "model": {k: config["model"][k] for k in ("name", "revision")},
                 "serving": config["serving"],
                 "client": config["client"],
-                "generation": {},
             },
             sort_keys=True,
         ),

@@ -255,7 +255,7 @@ def test_scorer_in_the_sandbox_image_gives_the_host_records(evalplus_dir: Path) 
         with gzip.open(path, "rt", encoding="utf-8") as handle:
             samples = {r["task_id"]: r["completion"] for r in map(json.loads, handle)}
         cases = [task_id for d, task_id in SCORE_CASES if d == dataset]
-        with score_mod._sandbox(on_host, site) as host_sb, score_mod._sandbox(in_image, site) as image_sb:
+        with score_mod.scoring_sandbox(on_host, site) as host_sb, score_mod.scoring_sandbox(in_image, site) as image_sb:
             assert image_sb.backend.name == "podman"
             for task_id in cases:
                 task = tasks[task_id]

@@ -74,7 +74,7 @@ def sandbox() -> Iterator[Sandbox]:
         check_backend("gvisor")
     except SandboxUnavailable as exc:
         pytest.fail(str(exc))
-    with score_mod._sandbox(ScoreParams(), evalplus_site()) as sb:
+    with score_mod.scoring_sandbox(ScoreParams(), evalplus_site()) as sb:
         yield sb
 
 

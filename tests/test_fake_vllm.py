@@ -110,8 +110,7 @@ def _eval_command(tmp_path: Path, model_dir: Path, limit: int) -> list[str]:
     """`selfalign eval generate` with the paper config's serving (backend vllm), as the rule runs it."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     settings = {"model": {k: config["model"][k] for k in ("name", "revision")}, "serving": config["serving"],
-                "client": {**config["client"], "ready_timeout_s": 120},
-                "generation": {"fewshot": config["generation"]["fewshot"], "limit": None}}
+                "client": {**config["client"], "ready_timeout_s": 120}}
     settings["serving"] = {**settings["serving"], "ready_timeout_s": 120}
     evaluation = {**config["evaluation"], "limit": limit, "mirrors": [str(REPO.parent / "shared/data/evalplus")]}
     return [str(Path(sys.executable).with_name("selfalign")), "eval", "generate", "--dataset", "humaneval",
@@ -154,13 +153,13 @@ def test_eval_job_serves_the_checkpoint_and_a_killed_job_takes_its_server_along(
 
 
 def test_batch_invariance_stops_on_a_gpu_too_old_for_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from selfalign.generation.stages import StageError, require_batch_invariant_gpu
+    from selfalign.serving import ServingError, require_batch_invariant_gpu
 
     smi = tmp_path / "nvidia-smi"
     smi.write_text("#!/bin/sh\necho 'Tesla T4, 7.5'\n")
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    with pytest.raises(StageError, match="Tesla T4 has compute capability 7.5.*batch_invariant: false"):
+    with pytest.raises(ServingError, match="Tesla T4 has compute capability 7.5.*batch_invariant: false"):
         require_batch_invariant_gpu()
     smi.write_text("#!/bin/sh\necho 'NVIDIA A100-SXM4-80GB, 8.0'\n")
     require_batch_invariant_gpu()  # the A100: allowed

@@ -18,9 +18,14 @@ from typing import Any
 import pytest
 from conftest import stdlib_functions
 
-from selfalign.benchdata import BENCHMARK_KEYS, DecontamParams, load_decontamination
+from selfalign.benchdata import (
+    BENCHMARK_KEYS,
+    ContaminationIndex,
+    DecontamParams,
+    load_decontamination,
+)
 from selfalign.records import RecordError, read_jsonl, write_jsonl
-from selfalign.seeds.filter import ContaminationIndex, FilterParams, SeedFilter, run_filter
+from selfalign.seeds.filter import FilterParams, SeedFilter, run_filter
 
 
 @pytest.fixture(scope="module")

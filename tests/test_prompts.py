@@ -352,7 +352,7 @@ def test_generation_overrides() -> None:
     assert GenerationParams.from_dict(None) == GenerationParams()
     with pytest.raises(ValueError, match="unknown generation section"):
         GenerationParams.from_dict({"response": {"n": 1}})
-    with pytest.raises(ValueError, match=r"unknown generation.responses key\(s\): temp"):
+    with pytest.raises(ValueError, match=r"unknown generation.responses parameter\(s\): temp"):
         GenerationParams.from_dict({"responses": {"temp": 1.0}})
     with pytest.raises(ValueError, match=r"generation.responses.n must be an integer"):
         GenerationParams.from_dict({"responses": {"n": "10"}})

@@ -26,9 +26,9 @@ from typing import Any
 
 from ..config import reject_unknown
 from ..generation.client import CompletionRequest, CompletionResult, SamplingParams, run_generation
-from ..generation.stages import StageSettings, serve
 from ..provenance import model_dir_digest
 from ..records import JsonObj, fingerprint
+from ..serving import ServingSettings, serve
 from ..stage import StageStats
 from .prompts import EVAL_STOP, completion_code, eval_prompt
 
@@ -139,7 +139,7 @@ def sample_record(dataset: str, task: Mapping[str, Any], result: CompletionResul
 def generate_samples(
     dataset: str,
     out: str | os.PathLike[str],
-    settings: StageSettings,
+    settings: ServingSettings,
     params: EvalParams,
     *,
     model_dir: str | Path | None = None,

@@ -23,13 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-#: The instruction template the model was trained and evaluated with (upstream
-#: ``star_align.prompt_template.SC2_INSTRUCT_PROMPT``).
-SC2_INSTRUCT_PROMPT = (
-    "You are an exceptionally intelligent coding assistant that consistently delivers accurate "
-    "and reliable responses to user instructions.\n\n"
-    "### Instruction\n{instruction}\n\n### Response\n{response}"
-)
+# The instruction template the model was trained and is evaluated with (one definition).
+from ..prompt_template import SC2_INSTRUCT_PROMPT
 
 #: Where greedy generation stops; the completion is then cut at its first fence.
 EVAL_STOP = ("\n```",)

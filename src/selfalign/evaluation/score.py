@@ -46,7 +46,6 @@ import logging
 import os
 import pickle
 import secrets
-import threading
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -504,20 +503,31 @@ def score_task(sandbox: Any, dataset: str, task: JsonObj, solution: str | None, 
 # ------------------------------------------------------------------------------ the stage
 
 
-def _sandbox(params: ScoreParams, site: str) -> Any:
+def _sandbox_kwargs(params: ScoreParams, site: str) -> dict[str, Any]:
+    return {
+        "timeout_s": params.timeout_s,
+        "memory_bytes": params.memory_mb << 20,
+        "nproc": params.nproc,
+        "extra_ro_paths": (site,),
+        "allow_unsandboxed": params.allow_unsandboxed,
+        "gvisor_platform": params.gvisor_platform,
+        "tail_bytes": 64 << 10,
+        "image": params.image,
+    }
+
+
+def scoring_sandbox(params: ScoreParams, site: str) -> Any:
+    """One sandbox set up as the scorer's (for scoring single tasks by hand, and tests)."""
     from ..sandbox import Sandbox
 
-    return Sandbox(
-        params.backend,
-        timeout_s=params.timeout_s,
-        memory_bytes=params.memory_mb << 20,
-        nproc=params.nproc,
-        extra_ro_paths=(site,),
-        allow_unsandboxed=params.allow_unsandboxed,
-        gvisor_platform=params.gvisor_platform,
-        tail_bytes=64 << 10,
-        image=params.image,
-    )
+    return Sandbox(params.backend, **_sandbox_kwargs(params, site))
+
+
+def _pool(params: ScoreParams, site: str, n_workers: int) -> Any:
+    """``n_workers`` scoring sandboxes, each started on its first task with a sample."""
+    from ..sandbox import SandboxPool
+
+    return SandboxPool(n_workers, params.backend, **_sandbox_kwargs(params, site))
 
 
 def _units(n: int, per_unit: int) -> list[range]:
@@ -534,15 +544,13 @@ def _run_units(
     site: str,
     show_progress: bool,
 ) -> None:
-    """Score every task of the units not yet done, ``params.workers`` sandboxes in parallel."""
+    """Score every task of the units not yet done on a :class:`~selfalign.sandbox.SandboxPool`
+    of ``params.workers`` sandboxes; each unit is written once its last task is scored."""
     done = resumable.done_units()
     todo = [u for u in range(len(units)) if u not in done]
     initial = sum(len(units[u]) for u in done if u < len(units))
     bar = progress_bar(desc=f"score {dataset}", total=len(tasks), unit="task", initial=initial, enabled=show_progress)
-    queue = iter([(u, i) for u in todo for i in units[u]])
-    lock = threading.Lock()
     pending: dict[int, dict[int, TaskOutcome]] = {u: {} for u in todo}
-    errors: list[BaseException] = []
 
     def finish(unit: int, index: int, outcome: TaskOutcome) -> None:
         pending[unit][index] = outcome
@@ -559,43 +567,19 @@ def _run_units(
             }
             resumable.write_unit(unit, UnitResult([o.record for o in outcomes], stats))
 
-    def work() -> None:
-        sandbox = None
-        try:
-            while True:
-                with lock:
-                    if errors:
-                        return
-                    item = next(queue, None)
-                if item is None:
-                    return
-                unit, index = item
-                task = tasks[index]
-                solution = solutions.get(task["task_id"])
-                if solution is not None and sandbox is None:
-                    sandbox = _sandbox(params, site)
-                    sandbox.start()
-                outcome = score_task(sandbox, dataset, task, solution, params, site)
-                with lock:
-                    finish(unit, index, outcome)
-        except BaseException as exc:  # noqa: B036 - re-raised by the caller
-            with lock:
-                errors.append(exc)
-        finally:
-            if sandbox is not None:
-                sandbox.close()
+    def work(sandbox: Any, item: tuple[int, int]) -> TaskOutcome:
+        task = tasks[item[1]]
+        solution = solutions.get(task["task_id"])
+        # a task without a sample is scored as missing, without a sandbox
+        return score_task(sandbox if solution is not None else None, dataset, task, solution, params, site)
 
-    n_workers = max(1, min(params.workers, sum(len(units[u]) for u in todo)))
-    threads = [threading.Thread(target=work, name=f"score-{i}", daemon=True) for i in range(n_workers)] if todo else []
+    items = [(u, i) for u in todo for i in units[u]]
+    pool = _pool(params, site, max(1, min(params.workers, len(items))))
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        pool.map(work, items, lambda position, outcome: finish(*items[position], outcome))
     finally:
+        pool.close()
         bar.close()
-    if errors:
-        raise errors[0]
 
 
 def _pass_at_1(passed: int, n: int) -> float:

@@ -65,6 +65,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from ..config import reject_unknown
+
 Mode = Literal["S->C", "C->I", "I->R"]
 RequestKind = Literal["S->C", "C->I", "I->R", "judge"]
 
@@ -202,10 +204,7 @@ class GenerationParams:
 
 
 def _override(current: ModeParams, name: str, override: Mapping[str, Any]) -> ModeParams:
-    known = {f.name for f in fields(ModeParams)}
-    unknown = sorted(set(override) - known)
-    if unknown:
-        raise ValueError(f"unknown generation.{name} key(s): {', '.join(unknown)}")
+    reject_unknown(ModeParams, override, f"generation.{name}")
     values: dict[str, Any] = {}
     for key, value in override.items():
         where = f"generation.{name}.{key}"
@@ -859,6 +858,11 @@ def _solved_issue(shot: JudgeShot) -> str:
 
 
 _SOLVED = tuple(_solved_issue(shot) for shot in JUDGE_SHOTS)
+
+
+def judge_shots_text() -> str:
+    """The judge's seven solved issues, for the tiny model to learn the judge's format from."""
+    return "".join(_SOLVED)
 
 
 def judge_order(index: int, base_seed: int = JUDGE_SEED) -> tuple[int, ...]:

@@ -11,10 +11,13 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from selfalign.sandbox.core import Sandbox
 from selfalign.sandbox.verdict import Verdict
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class SandboxPool:
@@ -74,27 +77,51 @@ class SandboxPool:
         lock), e.g. for a progress bar.
         """
         self.start()
-        results: list[Verdict | None] = [None] * len(codes)
-        next_index = iter(range(len(codes)))
-        lock = threading.Lock()
+        return self.map(lambda sandbox, code: sandbox.run(code, timeout_s), codes, on_result)
 
-        def work(sandbox: Sandbox) -> None:
+    def map(
+        self,
+        work: Callable[[Sandbox, T], R],
+        items: Sequence[T],
+        on_result: Callable[[int, R], None] | None = None,
+    ) -> list[R]:
+        """``work(sandbox, item)`` for every item, each worker with its own sandbox; the results
+        in the order of ``items``. A sandbox the work never runs anything in is never started
+        (:meth:`Sandbox.run` starts it on first use), so work that needs none costs none.
+
+        ``on_result(index, result)`` is called as each finishes, from the worker's thread under
+        a lock. The first exception stops the other workers after their current item and is
+        raised here.
+        """
+        results: list[R | None] = [None] * len(items)
+        next_index = iter(range(len(items)))
+        lock = threading.Lock()
+        errors: list[BaseException] = []
+
+        def worker(sandbox: Sandbox) -> None:
             while True:
                 with lock:
-                    index = next(next_index, None)
+                    index = None if errors else next(next_index, None)
                 if index is None:
                     return
-                verdict = sandbox.run(codes[index], timeout_s)
+                try:
+                    result = work(sandbox, items[index])
+                except BaseException as exc:  # noqa: B036 - re-raised below, in the caller
+                    with lock:
+                        errors.append(exc)
+                    return
                 with lock:
-                    results[index] = verdict
+                    results[index] = result
                     if on_result is not None:
-                        on_result(index, verdict)
+                        on_result(index, result)
 
-        workers = min(self.n_workers, max(1, len(codes)))
+        workers = min(self.n_workers, max(1, len(items)))
         with ThreadPoolExecutor(workers) as executor:
-            for future in [executor.submit(work, sb) for sb in self.sandboxes[:workers]]:
+            for future in [executor.submit(worker, sb) for sb in self.sandboxes[:workers]]:
                 future.result()
-        return [v for v in results if v is not None]
+        if errors:
+            raise errors[0]
+        return cast(list[R], results)
 
 
 def run_many(

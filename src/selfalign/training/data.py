@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..evaluation.prompts import SC2_INSTRUCT_PROMPT
+from ..prompt_template import SC2_INSTRUCT_PROMPT
 
 #: Label value the loss ignores (PyTorch's CrossEntropyLoss default).
 IGNORE_INDEX = -100
