@@ -19,7 +19,8 @@ min_version("9.0")
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from selfalign.config import ConfigError, recipe_line, validate_config  # noqa: E402
 from selfalign.determinism import cpu_kernel_env  # noqa: E402
-from selfalign.importer import IMPORT_STAGES  # noqa: E402
+from selfalign.stage import DETAIL_CAP_ENV  # noqa: E402
+from selfalign.chain import BY_KEY, IMPORT_STAGES, SEED_STAGES, STAGES, dropped_path  # noqa: E402
 
 envvars:
     "PATH",
@@ -41,6 +42,8 @@ except ConfigError as exc:
 # Every job inherits these: CPU float kernels that do not depend on the machine's instruction set
 # (determinism.cpu_kernels: portable), overriding whatever the caller's environment asks for.
 os.environ.update(cpu_kernel_env(config["determinism"]["cpu_kernels"]))
+# ... and the cap on drop records' detail strings (config drops.detail_chars).
+os.environ[DETAIL_CAP_ENV] = str(config["drops"]["detail_chars"])
 
 RUN = config["run_name"]
 RESULTS = f"results/{RUN}"

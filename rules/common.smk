@@ -19,15 +19,20 @@ def shard_names(n):
     return [f"{i:04d}" for i in range(n)]
 
 
+def dropped(artifact):
+    """The drop file beside a stage's artifact or shard (selfalign.chain.dropped_path)."""
+    return str(dropped_path(artifact))
+
+
 def sharded(pattern, n):
     """The n shard paths of ``pattern`` (which holds {shard})."""
     return expand(pattern, shard=shard_names(n))
 
 
-# The stages start_from can stand in for, in chain order (selfalign.importer.IMPORT_STAGES);
-# start_from replaces those up to and including its stage by an import of that stage's artifact.
+# The stages start_from can stand in for, in chain order (selfalign.chain, the one definition of
+# the chain); start_from replaces those up to and including its stage by an import of that
+# stage's artifact.
 CHAIN_STAGES = list(IMPORT_STAGES)
-SEED_STAGES = CHAIN_STAGES[: CHAIN_STAGES.index("filtered") + 1]
 START_FROM = config["start_from"]
 START_STAGE = START_FROM["stage"] if START_FROM else None
 SEED_SHARDS = config["seeds"]["shards"]

@@ -12,6 +12,7 @@ rule sanitize:
     output:
         data=f"{RESULTS}/sanitized.jsonl",
         meta=f"{RESULTS}/sanitized.jsonl.meta.json",
+        dropped=f"{RESULTS}/sanitized.dropped.jsonl",
     log:
         f"{RESULTS}/logs/sanitize.log",
     benchmark:
@@ -31,6 +32,7 @@ rule clean:
     output:
         data=f"{RESULTS}/cleaned.jsonl",
         meta=f"{RESULTS}/cleaned.jsonl.meta.json",
+        dropped=f"{RESULTS}/cleaned.dropped.jsonl",
     params:
         clean=stage_params("curation", "clean"),
     log:
@@ -54,6 +56,7 @@ rule sft:
     output:
         data=f"{RESULTS}/sft.jsonl",
         meta=f"{RESULTS}/sft.jsonl.meta.json",
+        dropped=f"{RESULTS}/sft.dropped.jsonl",
         parquet=f"{RESULTS}/sft.parquet",
         report=f"{RESULTS}/decontamination.json",
         card=report(

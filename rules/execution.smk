@@ -2,6 +2,7 @@
 # (gVisor by default); samples whose code and self-written tests run to the end are kept.
 #
 #   executed.jsonl   one record per passing sample, with its verdict (counts are of samples)
+#   executed.dropped.jsonl   every other sample: its verdict, exception, failing line, stderr tail
 
 EXEC_SHARDS = config["execution"]["shards"]
 
@@ -14,6 +15,7 @@ if built_here("executed"):
         output:
             data=temp(f"{RESULTS}/execute/shard-{{shard}}.jsonl"),
             meta=temp(f"{RESULTS}/execute/shard-{{shard}}.jsonl.meta.json"),
+            dropped=temp(f"{RESULTS}/execute/shard-{{shard}}.dropped.jsonl"),
         params:
             execution=json.dumps(
                 {k: v for k, v in config["execution"].items() if k != "shards"}, sort_keys=True
@@ -38,9 +40,11 @@ if built_here("executed"):
         input:
             data=sharded(f"{RESULTS}/execute/shard-{{shard}}.jsonl", EXEC_SHARDS),
             meta=sharded(f"{RESULTS}/execute/shard-{{shard}}.jsonl.meta.json", EXEC_SHARDS),
+            dropped=sharded(f"{RESULTS}/execute/shard-{{shard}}.dropped.jsonl", EXEC_SHARDS),
         output:
             data=f"{RESULTS}/executed.jsonl",
             meta=f"{RESULTS}/executed.jsonl.meta.json",
+            dropped=f"{RESULTS}/executed.dropped.jsonl",
         log:
             f"{RESULTS}/logs/execute.log",
         benchmark:

@@ -50,19 +50,16 @@ if TINY_MODEL:
             " --text {input.fewshot} {input.judge} --out {output.model} > {log} 2>&1"
 
 
+# (stage, input, output, chain key) of each generation stage, from selfalign.chain: the stages
+# whose sidecar says generate.<stage> (judge writes "judged").
 GENERATION = [
-    # (stage, input, output)
-    ("judge", f"{RESULTS}/seeds/filtered.jsonl", f"{RESULTS}/seeds/judged.jsonl"),
-    ("concepts", f"{RESULTS}/seeds/judged.jsonl", f"{RESULTS}/concepts.jsonl"),
-    ("instructions", f"{RESULTS}/concepts.jsonl", f"{RESULTS}/instructions.jsonl"),
-    ("responses", f"{RESULTS}/instructions.jsonl", f"{RESULTS}/responses.jsonl"),
+    (s.sidecar_stage.removeprefix("generate."), f"{RESULTS}/{BY_KEY[s.reads].artifact}", f"{RESULTS}/{s.artifact}", s.key)
+    for s in STAGES
+    if s.sidecar_stage.startswith("generate.") and s.key != "samples"
 ]
 
-# The artifact each generation stage writes, in CHAIN_STAGES' names (judge writes "judged").
-GENERATION_ARTIFACT = {"judge": "judged", "concepts": "concepts", "instructions": "instructions", "responses": "responses"}
-
-for _stage, _input, _output in GENERATION:
-    if not built_here(GENERATION_ARTIFACT[_stage]):
+for _stage, _input, _output, _key in GENERATION:
+    if not built_here(_key):
         continue
 
     rule:
@@ -74,6 +71,7 @@ for _stage, _input, _output in GENERATION:
         output:
             data=temp(f"{RESULTS}/generate/{_stage}/shard-{{shard}}.jsonl"),
             meta=temp(f"{RESULTS}/generate/{_stage}/shard-{{shard}}.jsonl.meta.json"),
+            dropped=temp(f"{RESULTS}/generate/{_stage}/shard-{{shard}}.dropped.jsonl"),
         params:
             stage=_stage,
             settings=gen_settings(_stage),
@@ -102,9 +100,11 @@ for _stage, _input, _output in GENERATION:
         input:
             data=sharded(f"{RESULTS}/generate/{_stage}/shard-{{shard}}.jsonl", GEN_SHARDS[_stage]),
             meta=sharded(f"{RESULTS}/generate/{_stage}/shard-{{shard}}.jsonl.meta.json", GEN_SHARDS[_stage]),
+            dropped=sharded(f"{RESULTS}/generate/{_stage}/shard-{{shard}}.dropped.jsonl", GEN_SHARDS[_stage]),
         output:
             data=_output,
             meta=f"{_output}.meta.json",
+            dropped=dropped(_output),
         params:
             stage=f"generate.{_stage}",
         log:

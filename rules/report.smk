@@ -9,23 +9,19 @@
 # `snakemake --report report.html` (or report.zip) adds these, the eval table and the dataset
 # card to Snakemake's own report, with the captions in report/captions/.
 
-# The seed stages this run builds or imports: the first is start_from's, if any.
-REPORT_SEED_STAGES = [stage for stage in SEED_STAGES if present(stage)]
+# The chain's stages this run builds or imports (selfalign.chain.STAGES): the first is
+# start_from's, if any; each built here has its drop file.
+REPORT_STAGES = [s for s in STAGES if s.key != "samples" and (s.key not in IMPORT_STAGES or present(s.key))]
+REPORT_DROPPED = [
+    dropped(f"{RESULTS}/{s.artifact}")
+    for s in REPORT_STAGES
+    if s.drops and (s.key not in IMPORT_STAGES or built_here(s.key))
+]
 
 
 rule report:
     input:
-        seeds=[f"{RESULTS}/seeds/{stage}.jsonl.meta.json" for stage in REPORT_SEED_STAGES],
-        chain=[
-            f"{RESULTS}/{name}.meta.json"
-            for name in (
-                *(IMPORT_STAGES[stage] for stage in CHAIN_STAGES[len(SEED_STAGES) :] if present(stage)),
-                "sanitized.jsonl",
-                "cleaned.jsonl",
-                "sft.jsonl",
-                "checkpoint",
-            )
-        ],
+        chain=[f"{RESULTS}/{s.artifact}.meta.json" for s in REPORT_STAGES] + [f"{RESULTS}/checkpoint.meta.json"],
         # written with sft.jsonl; its sidecar is found beside it
         parquet=f"{RESULTS}/sft.parquet",
         scores=expand(f"{RESULTS}/eval/{{dataset}}.json", dataset=EVAL_DATASETS),
@@ -34,6 +30,7 @@ rule report:
             f"{RESULTS}/README.md",
             f"{RESULTS}/decontamination.json",
             *([f"{RESULTS}/seeds/dedup.duplicates.jsonl"] if built_here("dedup") else []),
+            *REPORT_DROPPED,
         ],
     output:
         html=report(

@@ -4,6 +4,7 @@
 #   seeds/dedup.jsonl     MinHash + LSH near-dedup (Jaccard 0.5)
 #   seeds/quality.jsonl   returns a value; autoimport; no Pyright error
 #   seeds/filtered.jsonl  upstream heuristics + HumanEval/MBPP decontamination
+#   seeds/<stage>.dropped.jsonl  beside each: every record the stage dropped, {id, reason, detail}
 #
 # start_from replaces the stages up to and including the named one (any of them, up to the
 # execution filter) by an import of that stage's artifact: a published dataset or a JSONL.
@@ -59,6 +60,7 @@ if built_here("raw"):
         output:
             data=f"{RESULTS}/seeds/raw.jsonl",
             meta=f"{RESULTS}/seeds/raw.jsonl.meta.json",
+            dropped=f"{RESULTS}/seeds/raw.dropped.jsonl",
         log:
             f"{RESULTS}/logs/seeds/raw.log",
         benchmark:
@@ -80,6 +82,7 @@ if built_here("dedup"):
         output:
             data=f"{RESULTS}/seeds/dedup.jsonl",
             meta=f"{RESULTS}/seeds/dedup.jsonl.meta.json",
+            dropped=f"{RESULTS}/seeds/dedup.dropped.jsonl",
             duplicates=f"{RESULTS}/seeds/dedup.duplicates.jsonl",
         params:
             dedup=stage_params("seeds", "dedup"),
@@ -106,6 +109,7 @@ if built_here("quality"):
         output:
             data=temp(f"{RESULTS}/seeds/quality/shard-{{shard}}.jsonl"),
             meta=temp(f"{RESULTS}/seeds/quality/shard-{{shard}}.jsonl.meta.json"),
+            dropped=temp(f"{RESULTS}/seeds/quality/shard-{{shard}}.dropped.jsonl"),
         params:
             quality=stage_params("seeds", "quality"),
             num_shards=SEED_SHARDS["quality"],
@@ -128,9 +132,11 @@ if built_here("quality"):
         input:
             data=sharded(f"{RESULTS}/seeds/quality/shard-{{shard}}.jsonl", SEED_SHARDS["quality"]),
             meta=sharded(f"{RESULTS}/seeds/quality/shard-{{shard}}.jsonl.meta.json", SEED_SHARDS["quality"]),
+            dropped=sharded(f"{RESULTS}/seeds/quality/shard-{{shard}}.dropped.jsonl", SEED_SHARDS["quality"]),
         output:
             data=f"{RESULTS}/seeds/quality.jsonl",
             meta=f"{RESULTS}/seeds/quality.jsonl.meta.json",
+            dropped=f"{RESULTS}/seeds/quality.dropped.jsonl",
         log:
             f"{RESULTS}/logs/seeds/quality.log",
         benchmark:
@@ -152,6 +158,7 @@ if built_here("filtered"):
         output:
             data=temp(f"{RESULTS}/seeds/filtered/shard-{{shard}}.jsonl"),
             meta=temp(f"{RESULTS}/seeds/filtered/shard-{{shard}}.jsonl.meta.json"),
+            dropped=temp(f"{RESULTS}/seeds/filtered/shard-{{shard}}.dropped.jsonl"),
         params:
             filter=stage_params("seeds", "filter"),
             num_shards=SEED_SHARDS["filter"],
@@ -172,9 +179,11 @@ if built_here("filtered"):
         input:
             data=sharded(f"{RESULTS}/seeds/filtered/shard-{{shard}}.jsonl", SEED_SHARDS["filter"]),
             meta=sharded(f"{RESULTS}/seeds/filtered/shard-{{shard}}.jsonl.meta.json", SEED_SHARDS["filter"]),
+            dropped=sharded(f"{RESULTS}/seeds/filtered/shard-{{shard}}.dropped.jsonl", SEED_SHARDS["filter"]),
         output:
             data=f"{RESULTS}/seeds/filtered.jsonl",
             meta=f"{RESULTS}/seeds/filtered.jsonl.meta.json",
+            dropped=f"{RESULTS}/seeds/filtered.dropped.jsonl",
         log:
             f"{RESULTS}/logs/seeds/filtered.log",
         benchmark:

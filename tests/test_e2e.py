@@ -203,6 +203,11 @@ def test_tiny_chain_reports_the_sidecars_funnel_and_hashes(clean_run: Path, tmp_
     report = json.loads((results / "report" / "report.json").read_text())
     page = (results / "report" / "index.html").read_text()
     assert "<svg" in page and "<script" not in page
+    # records, not only counts: examples per stage linked to the drop files, and the loss curve
+    examples = {e["stage"]: e for e in report["examples"]}
+    assert examples["executed"]["dropped"] and examples["executed"]["dropped_file"] == "executed.dropped.jsonl"
+    assert '<a href="../executed.dropped.jsonl">' in page and "Fine-tuning loss" in page
+    assert len(report["loss_curve"]) == json.loads((results / "checkpoint.meta.json").read_text())["stats"]["final_step"]
     meta = {name: json.loads((results / f"{name}.meta.json").read_text()) for name in
             [f"seeds/{n}" for n in SEED_ARTIFACTS if n != "dedup.duplicates.jsonl"] + [*GENERATED, EXECUTED, *CURATED[:3]]}
     # every funnel number is its stage's sidecar's, from the extracted seeds to the SFT set
@@ -233,6 +238,40 @@ def test_tiny_chain_reports_the_sidecars_funnel_and_hashes(clean_run: Path, tmp_
     assert "funnel.svg" in html and "index.html" in html and "1. Run report" in html
 
 
+def test_tiny_chain_names_every_dropped_record_and_explains_a_seed(clean_run: Path) -> None:
+    """Each dropping stage's drop file holds one record per drop its sidecar counts, and
+    `selfalign explain` follows a seed from the extracted functions to its SFT record."""
+    import subprocess
+    import sys
+    from collections import Counter
+
+    from selfalign import chain
+
+    results = clean_run / "results" / "tiny"
+    for stage in chain.ARTIFACT_STAGES:
+        meta = json.loads((results / f"{stage.artifact}.meta.json").read_text())
+        rows = _records(chain.dropped_path(results / stage.artifact))
+        expected = {k: v for k, v in meta["drops"].items() if v}
+        expected.update({f"sample:{k}": v for k, v in meta.get("stats", {}).get("sample_drops", {}).items() if v})
+        assert Counter(r["reason"] for r in rows) == expected, stage.key
+        assert meta["dropped"]["records"] == len(rows), stage.key
+    failed = [r for r in _records(results / "executed.dropped.jsonl") if r["reason"].startswith("fail:")]
+    assert failed and all(r["detail"]["stderr_tail"] and "exception" in r["detail"] for r in failed)
+    quality = _records(results / "seeds" / "quality.dropped.jsonl")
+    assert any(r["detail"].get("first_error") for r in quality if r["reason"] == "pyright_error")
+
+    seed = _records(results / "sft.jsonl")[0]["source_id"]
+    selfalign = str(Path(sys.executable).with_name("selfalign"))
+    done = subprocess.run([selfalign, "explain", seed, "--results", str(results), "--json"],
+                          capture_output=True, text=True, timeout=120, check=True)
+    stages = {s["stage"]: s for s in json.loads(done.stdout)["stages"]}
+    assert stages["raw"]["status"] == "kept" and stages["sft"]["status"] in ("kept", "partly kept")
+    assert any(r["kept"] for r in stages["sft"]["records"])
+    text = subprocess.run([selfalign, "explain", seed, "--results", str(results)],
+                          capture_output=True, text=True, timeout=120, check=True).stdout
+    assert text.startswith(f"{seed}:") and "sample " in text
+
+
 def _native_cpu_env() -> dict[str, str]:
     """What this CPU would run with if nothing forced the portable kernels: ATen's own pick
     (e.g. avx512), MKL's automatic dispatch, oneDNN's full ISA."""
@@ -250,7 +289,8 @@ def _native_cpu_env() -> dict[str, str]:
 def test_tiny_chain_ends_verified_against_the_published_lock(clean_run: Path) -> None:
     results = clean_run / "results" / "tiny"
     report = json.loads((results / "verify.json").read_text())
-    assert report["ok"] and report["identical"] == report["artifacts"] == 25, report["first_divergence"]
+    assert report["ok"] and report["identical"] == report["artifacts"] == 37, report["first_divergence"]
+    assert report["not_in_lock"] == []
     # every job ran with the portable kernels (the AVX2 floor), whatever the caller asked for
     for name in ("model/base", "checkpoint", "eval/humaneval.samples.jsonl"):
         facts = json.loads((results / f"{name}.meta.json").read_text())["determinism"]

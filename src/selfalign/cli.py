@@ -37,10 +37,16 @@ def _finish(
     params: dict[str, Any],
     started: float,
     extra: dict[str, Any] | None = None,
+    drop_file: bool = False,
 ) -> None:
+    """The artifact's sidecar; with ``drop_file`` (a stage that drops records), the drop file
+    beside it too, checked against the counts (one drop record per dropped record) and hashed
+    into the sidecar, and then the artifact's explain index."""
     meta_extra = {"stats": stats.extra} if stats.extra else {}
     if extra:
         meta_extra.update(extra)
+    if drop_file:
+        meta_extra["dropped"] = _write_drop_file(artifact, stats)
     path = write_sidecar(
         artifact,
         stage=stage,
@@ -53,6 +59,33 @@ def _finish(
     )
     log.info("%s: %s in, %s out, drops %s -> %s", stage, stats.n_in, stats.n_out, dict(stats.drops), artifact)
     log.debug("sidecar %s", path)
+    if "shard" not in (extra or {}):
+        from .explain import build_index
+
+        build_index(artifact)  # a no-op for an artifact that is not one of the chain's
+
+
+def _write_drop_file(artifact: Path, stats: StageStats) -> dict[str, Any]:
+    """Write (unless a finalize or concat already did) and check the drop file of ``artifact``."""
+    from .chain import SAMPLE_DROP_PREFIX, dropped_path
+    from .records import iter_jsonl, sha256_file, write_jsonl
+
+    path = dropped_path(artifact)
+    if not stats.dropped_written:
+        write_jsonl(path, stats.dropped)
+    reasons: Counter[str] = Counter(rec["reason"] for _, rec in iter_jsonl(path, {"id": str, "reason": str}))
+    samples = Counter({k: v for k, v in reasons.items() if k.startswith(SAMPLE_DROP_PREFIX)})
+    records = reasons - samples
+    expected = {k: v for k, v in stats.drops.items() if v}
+    expected_samples = {
+        SAMPLE_DROP_PREFIX + k: v for k, v in (stats.extra.get("sample_drops") or {}).items() if v
+    }
+    if dict(records) != expected or dict(samples) != expected_samples:
+        raise AssertionError(
+            f"{path}: drop records by reason {dict(reasons)} differ from the counts"
+            f" {expected} (+ samples {expected_samples}): a drop site does not name its record"
+        )
+    return {"file": path.name, "sha256": sha256_file(path), "records": sum(reasons.values())}
 
 
 # Stats keys that describe the shared setup (identical in every shard) rather than count work.
@@ -128,7 +161,7 @@ def cmd_merge(args: argparse.Namespace) -> None:
         "files_skipped": _merge_extra([m.get("drops", {}) for m in shard_stats]) or {},
         "source": shard_stats[0].get("config") if shard_stats else None,
     }
-    _finish(Path(args.out), stats, stage="seeds.raw", inputs=args.inputs, params={}, started=started)
+    _finish(Path(args.out), stats, stage="seeds.raw", inputs=args.inputs, params={}, started=started, drop_file=True)
 
 
 def cmd_dedup(args: argparse.Namespace) -> None:
@@ -144,7 +177,9 @@ def cmd_dedup(args: argparse.Namespace) -> None:
         workers=args.workers,
         show_progress=not args.no_progress,
     )
-    _finish(Path(args.out), stats, stage="seeds.dedup", inputs=[args.input], params=params, started=started)
+    _finish(
+        Path(args.out), stats, stage="seeds.dedup", inputs=[args.input], params=params, started=started, drop_file=True
+    )
 
 
 def _sharded_stage(
@@ -176,6 +211,7 @@ def _sharded_stage(
         params=params,
         started=started,
         extra={"shard": args.shard, "num_shards": args.num_shards, **(extra or {})},
+        drop_file=True,
     )
 
 
@@ -213,14 +249,17 @@ def _read_meta(path: str | Path) -> dict[str, Any]:
 def cmd_concat(args: argparse.Namespace) -> None:
     """Concatenate per-record shard outputs in shard order (= input order) and merge their sidecars."""
     started = time.time()
+    from .chain import dropped_path
+    from .records import concat_files
+
     metas = [_read_meta(p) for p in args.inputs]
-    with atomic_writer(args.out, "wb") as out:
-        for path in args.inputs:
-            with open(path, "rb") as handle:
-                shutil.copyfileobj(handle, out)
+    concat_files(args.out, args.inputs)
+    # every stage that is sharded drops records: its shards' drop files, in shard order too
+    concat_files(dropped_path(args.out), [dropped_path(p) for p in args.inputs])
     stats = StageStats(
         n_in=sum(m["counts"]["in"] for m in metas),
         n_out=sum(m["counts"]["out"] for m in metas),
+        dropped_written=True,
     )
     for meta in metas:
         stats.drops.update(meta.get("drops", {}))
@@ -236,6 +275,7 @@ def cmd_concat(args: argparse.Namespace) -> None:
         params=params,
         started=started,
         extra={"shards": len(args.inputs)},
+        drop_file=True,
     )
 
 
@@ -266,6 +306,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         params=params,
         started=started,
         extra={"shard": args.shard, "num_shards": args.num_shards},
+        drop_file=True,
     )
 
 
@@ -280,7 +321,7 @@ def cmd_curate_sanitize(args: argparse.Namespace) -> None:
 
     started = time.time()
     stats = run_sanitize(args.input, args.out, show_progress=not args.no_progress)
-    _finish(Path(args.out), stats, stage="sanitize", inputs=[args.input], params={}, started=started)
+    _finish(Path(args.out), stats, stage="sanitize", inputs=[args.input], params={}, started=started, drop_file=True)
 
 
 def cmd_curate_clean(args: argparse.Namespace) -> None:
@@ -289,7 +330,7 @@ def cmd_curate_clean(args: argparse.Namespace) -> None:
     started = time.time()
     params = parse_params(args.params)
     stats = run_clean(args.input, args.out, CleanParams.from_dict(params), show_progress=not args.no_progress)
-    _finish(Path(args.out), stats, stage="clean", inputs=[args.input], params=params, started=started)
+    _finish(Path(args.out), stats, stage="clean", inputs=[args.input], params=params, started=started, drop_file=True)
 
 
 def cmd_curate_sft(args: argparse.Namespace) -> None:
@@ -305,7 +346,7 @@ def cmd_curate_sft(args: argparse.Namespace) -> None:
     stats = run_sft(args.input, args.out, smart, contamination=contamination, show_progress=not args.no_progress)
     out = Path(args.out)
     config = {"sft": params, "decontamination": decontamination}
-    _finish(out, stats, stage="sft", inputs=[args.input], params=config, started=started)
+    _finish(out, stats, stage="sft", inputs=[args.input], params=config, started=started, drop_file=True)
     rows = write_parquet(out, args.parquet)
     write_sidecar(
         args.parquet,
@@ -331,8 +372,7 @@ def cmd_curate_sft(args: argparse.Namespace) -> None:
 
 def cmd_model_texts(args: argparse.Namespace) -> None:
     """Write the text files the tiny model learns prompt layouts from."""
-    from .generation.prompts import tiny_fewshot_text
-    from .generation.stages import judge_shots_text
+    from .generation.prompts import judge_shots_text, tiny_fewshot_text
     from .records import atomic_writer
 
     out = Path(args.out_dir)
@@ -434,7 +474,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_eval_generate(args: argparse.Namespace) -> None:
     from .evaluation.generate import EvalParams, generate_samples
-    from .generation.stages import StageSettings
+    from .serving import ServingSettings
 
     started = time.time()
     settings_params = parse_params(args.params)
@@ -442,7 +482,7 @@ def cmd_eval_generate(args: argparse.Namespace) -> None:
     stats = generate_samples(
         args.dataset,
         args.out,
-        StageSettings.from_dict(settings_params),
+        ServingSettings.from_dict(settings_params),
         EvalParams.from_dict(eval_params),
         model_dir=args.model_dir,
         server_log=Path(args.server_log) if args.server_log else None,
@@ -531,6 +571,26 @@ def cmd_verify(args: argparse.Namespace) -> None:
         raise ValueError(f"{args.run} differs from {args.lock} (first divergence above)")
 
 
+def cmd_explain(args: argparse.Namespace) -> None:
+    from .explain import explain, reindex, render
+
+    results = Path(args.results) if args.results else Path("results") / args.run
+    if args.reindex:
+        built = reindex(results)
+        print(f"indexed {len(built)} artifact(s) of {results}")
+        if args.id is None:
+            return
+    if args.id is None:
+        raise ValueError("name a record or sample id (or --reindex)")
+    steps = explain(results, args.id)
+    if args.json:
+        json.dump({"id": args.id, "results": str(results), "stages": [s.to_json() for s in steps]},
+                  sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render(args.id, steps))
+
+
 def cmd_compare(args: argparse.Namespace) -> None:
     from .compare import Source, compare, summary
 
@@ -585,10 +645,55 @@ def _add_common(p: argparse.ArgumentParser, *, params: bool = True, shards: bool
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+#: Help lines for the options many subcommands share, where the subcommand gives none.
+SHARED_OPTION_HELP = {
+    "--input": "the JSONL the stage reads (the artifact of the stage before it)",
+    "--out": "the artifact to write; its .meta.json sidecar (and, for a stage that drops records, "
+    "its .dropped.jsonl) go beside it",
+    "--out-dir": "the directory to write into",
+    "--run-name": "the run's name (config run_name), as the outputs name it",
+    "--dataset": "the benchmark: humaneval or mbpp",
+    "--split": "the dataset's split",
+    "inputs": "the shard outputs (or files) to read, in order",
+    "configfile": "config files, merged in order (later ones override earlier ones)",
+}
+
+EPILOG = """\
+Stage parameters: --params takes a JSON object ('{"seed": 0}') or @file.json / @file.yaml, the
+same section of config.yaml the workflow passes, so a stage run by hand is the stage the
+workflow runs. Every stage writes its artifact atomically and a <artifact>.meta.json sidecar
+beside it (counts, drops by reason, hashes, config, versions). `selfalign explain ID` follows a
+record through a run's stages; `selfalign <command> --help` describes each command.
+"""
+
+
+def _fill_help(parser: argparse.ArgumentParser) -> None:
+    """Give every option of every subcommand a help line (SHARED_OPTION_HELP where it has none)."""
+    for action in parser._actions:  # argparse has no public walk over a parser's actions
+        if isinstance(action, argparse._SubParsersAction):
+            action.help = action.help or "the command to run (each has its own --help)"
+            for child in action.choices.values():
+                _fill_help(child)
+        elif action.help is None:
+            names = [*action.option_strings] or [action.dest]
+            for name in names:
+                if name in SHARED_OPTION_HELP:
+                    action.help = SHARED_OPTION_HELP[name]
+                    break
+            else:
+                raise AssertionError(f"{parser.prog}: option {names[0]} has no help line")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="selfalign", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="selfalign",
+        description="The StarCoder2-Instruct self-alignment recipe's stages, one command each, "
+        "usable with or without Snakemake.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"selfalign {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", required=True)
 
     cfg = sub.add_parser("config", help="configuration tools")
@@ -609,6 +714,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lock", default="tests/expected/tiny.lock.json", help="the lock file")
     p.add_argument("--out", default=None, help="write the full report (JSON) here")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("explain", help="one record's path through the chain: kept or dropped at each stage, "
+                       "why, and what it became (from the index each stage writes)")
+    p.add_argument("id", nargs="?", help="a seed id (e.g. 'stdlib/enum.py#L000048') or a sample id ('<id>/<k>')")
+    p.add_argument("--run", default="tiny", help="the run's name: results/<run> (default: tiny)")
+    p.add_argument("--results", default=None, help="or the results directory itself")
+    p.add_argument("--json", action="store_true", help="the path as JSON, every record in full")
+    p.add_argument("--reindex", action="store_true", help="(re)build every stage's index first")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("compare", help="hold one of our artifacts against a published dataset: "
                        "matched records, and which differ at which field")
@@ -796,6 +910,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+")
     _add_common(p, params=False)
     p.set_defaults(func=cmd_concat)
+    _fill_help(parser)
     return parser
 
 

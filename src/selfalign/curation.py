@@ -70,6 +70,7 @@ from typing import Any
 
 import numpy as np
 
+from .chain import STAGES
 from .config import check_choice, reject_unknown
 from .records import (
     JsonObj,
@@ -80,7 +81,7 @@ from .records import (
     iter_jsonl,
     iter_jsonl_offsets,
 )
-from .stage import StageStats, progress_bar
+from .stage import StageStats, cap_detail, detail_cap, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -402,7 +403,7 @@ def run_sanitize(
             try:
                 sections = split_sections(record["response"])
             except FormatError as exc:
-                stats.drop(exc.reason)
+                stats.drop(exc.reason, id=str(record["id"]), detail=_format_detail(record["response"]))
                 continue
             out.write(dumps({**record, "response": sections.raw()}) + "\n")
             stats.n_out += 1
@@ -410,8 +411,14 @@ def run_sanitize(
     return stats
 
 
+def _format_detail(response: str) -> JsonObj:
+    """A format drop's detail: how often each section tag occurs, and the response's head."""
+    return {"tags": {tag: response.count(tag) for tag in TAGS}, "response_head": response}
+
+
 @dataclass
 class _CleanEntry:
+    id: str
     line: int
     offset: int
     words: int
@@ -428,6 +435,7 @@ def _scan_for_clean(path: Path, show_progress: bool) -> list[_CleanEntry]:
         blocks = code_blocks(record["response"])
         entries.append(
             _CleanEntry(
+                id=str(record["id"]),
                 line=line_no,
                 offset=offset,
                 words=len(record["instruction"].split()),
@@ -468,47 +476,58 @@ def run_clean(
     path = Path(input_path)
     entries = _scan_for_clean(path, show_progress)
     stats = StageStats(n_in=len(entries))
-    seen_keys: set[bytes] = set()
-    seen_names: set[frozenset[str]] = set()
+    # each key -> the id of the record kept with it, so a drop names what it duplicated
+    seen_keys: dict[bytes, str] = {}
+    seen_names: dict[frozenset[str], str] = {}
     kept: list[_CleanEntry] = []
-    for index in shuffled_order(len(entries), params.seed, params.shuffle):
+    dropped: dict[int, JsonObj] = {}  # input position -> drop record (written in input order)
+
+    def drop(index: int, position: int, reason: str, **detail: Any) -> None:
+        stats.drop(reason)
+        dropped[index] = {"id": entries[index].id, "reason": reason,
+                          "detail": cap_detail({"shuffled_position": position, **detail}, detail_cap())}
+
+    for position, index in enumerate(shuffled_order(len(entries), params.seed, params.shuffle)):
         entry = entries[index]
         if params.max_instruction_words is not None and entry.words > params.max_instruction_words:
-            stats.drop("instruction_too_long")
+            drop(index, position, "instruction_too_long", words=entry.words, limit=params.max_instruction_words)
             continue
         if entry.key_i in seen_keys:
-            stats.drop("duplicate_instruction")
+            drop(index, position, "duplicate_instruction", duplicate_of=seen_keys[entry.key_i])
             continue
         if entry.key_r in seen_keys:
-            stats.drop("duplicate_response")
+            drop(index, position, "duplicate_response", duplicate_of=seen_keys[entry.key_r])
             continue
         if params.diversify_func_names:
             if entry.first_block is None:
                 # the release indexed [0] of an empty list here and crashed
-                stats.drop("no_code_block")
+                drop(index, position, "no_code_block")
                 continue
             try:
                 if params.func_names == "release":
                     names_key = _hash(joined_function_names(entry.first_block))
                 else:
                     functions, classes = definition_names(entry.first_block)
-            except (SyntaxError, ValueError):
-                stats.drop("code_syntax_error")
+            except (SyntaxError, ValueError) as exc:
+                drop(index, position, "code_syntax_error", error=f"{type(exc).__name__}: {exc}")
                 continue
             if params.func_names == "release":
                 if names_key in seen_keys:
-                    stats.drop("duplicate_function_names")
+                    drop(index, position, "duplicate_function_names", duplicate_of=seen_keys[names_key])
                     continue
-                seen_keys.add(names_key)
+                seen_keys[names_key] = entry.id
             else:
-                if (functions and functions in seen_names) or (classes and classes in seen_names):
-                    stats.drop("duplicate_function_names")
+                clash = functions if functions and functions in seen_names else None
+                clash = clash or (classes if classes and classes in seen_names else None)
+                if clash is not None:
+                    drop(index, position, "duplicate_function_names", duplicate_of=seen_names[clash], names=sorted(clash))
                     continue
-                seen_names.add(functions)
-                seen_names.add(classes)
+                seen_names.setdefault(functions, entry.id)
+                seen_names.setdefault(classes, entry.id)
         kept.append(entry)
-        seen_keys.add(entry.key_i)
-        seen_keys.add(entry.key_r)
+        seen_keys.setdefault(entry.key_i, entry.id)
+        seen_keys.setdefault(entry.key_r, entry.id)
+    stats.dropped = [dropped[i] for i in sorted(dropped)]
     with open(path, "rb") as source, atomic_writer(output) as out:
         for entry in kept:
             source.seek(entry.offset)
@@ -593,7 +612,7 @@ def smart_rewrite(instruction: str, response: str, rng: random.Random, params: S
 class Contamination:
     """Which benchmark strings the final records contain."""
 
-    index: Any  # seeds.filter.ContaminationIndex
+    index: Any  # benchdata.ContaminationIndex
     description: JsonObj
     hits: list[JsonObj] = field(default_factory=list)
 
@@ -607,8 +626,7 @@ class Contamination:
 
 
 def load_contamination(decontamination: Mapping[str, Any]) -> Contamination:
-    from .benchdata import DecontamParams, load_decontamination
-    from .seeds.filter import ContaminationIndex
+    from .benchdata import ContaminationIndex, DecontamParams, load_decontamination
 
     loaded = load_decontamination(DecontamParams.from_dict(dict(decontamination)))
     return Contamination(ContaminationIndex(loaded.strings), loaded.describe())
@@ -640,19 +658,20 @@ def run_sft(
         for _, record in _records(path, "sft", show_progress):
             stats.n_in += 1
             rng = shared_rng if params.rng == "global" else record_rng(params.seed, str(record["id"]))
+            record_id = str(record["id"])
             try:
                 result = smart_rewrite(record["instruction"], record["response"], rng, params)
             except FormatError as exc:
-                stats.drop(exc.reason)
+                stats.drop(exc.reason, id=record_id, detail=_format_detail(record["response"]))
                 continue
-            except (SyntaxError, ValueError):
-                stats.drop("code_block_syntax_error")
+            except (SyntaxError, ValueError) as exc:
+                stats.drop("code_block_syntax_error", id=record_id, detail={"error": f"{type(exc).__name__}: {exc}"})
                 continue
             if contamination is not None:
                 checked += 1
-                hit = contamination.check(str(record["id"]), result.instruction, result.response)
+                hit = contamination.check(record_id, result.instruction, result.response)
                 if hit is not None and params.decontaminate:
-                    stats.drop(f"contaminated:{hit}")
+                    stats.drop(f"contaminated:{hit}", id=record_id, detail=contamination.hits[-1])
                     continue
             for name in result.removed:
                 removed_counts[name] += 1
@@ -685,17 +704,7 @@ def write_parquet(jsonl: str | os.PathLike[str], output: str | os.PathLike[str])
     return len(rows)
 
 
-_CARD_STAGES = (
-    ("seeds/filtered.jsonl", "seed functions after the heuristic filter"),
-    ("seeds/judged.jsonl", "seeds the base model judged useful"),
-    ("concepts.jsonl", "seeds with concepts (S->C)"),
-    ("instructions.jsonl", "instructions (C->I)"),
-    ("responses.jsonl", "instructions with responses (I->R)"),
-    ("executed.jsonl", "samples that passed their own tests in the sandbox"),
-    ("sanitized.jsonl", "samples in the four-section response format"),
-    ("cleaned.jsonl", "one response per unique instruction, diverse function names"),
-    ("sft.jsonl", "final records (SMART rewrite, decontaminated)"),
-)
+_CARD_STAGES = tuple((s.artifact, s.card) for s in STAGES if s.card is not None)
 
 
 def dataset_card(results_dir: Path, run_name: str, sft_meta: Mapping[str, Any], recipe: str | None = None) -> str:

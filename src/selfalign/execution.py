@@ -50,6 +50,7 @@ from .records import (
 )
 from .sandbox.backends import validate_backend_choice
 from .sandbox.core import EXEC_MODES
+from .sandbox.verdict import Verdict
 from .stage import StageStats, progress_bar, shard_bounds
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,7 @@ class _Task:
 
 
 def _unit_tasks(records: list[tuple[int, JsonObj]], path: Path, stats: StageStats) -> list[_Task]:
+    """Every sample of the unit's records, in input order; one without code has ``code`` ''."""
     tasks = []
     for line, record in records:
         if "id" not in record:
@@ -184,12 +186,41 @@ def _unit_tasks(records: list[tuple[int, JsonObj]], path: Path, stats: StageStat
             raise RecordError(path, line, f"must be a string, got {type(record['id']).__name__}", "id")
         for sample, response in samples_of(record, path, line):
             stats.n_in += 1
-            code = extract_code(response)
-            if not code:
-                stats.drop("no_code")
-                continue
-            tasks.append(_Task(record, sample, response, code))
+            tasks.append(_Task(record, sample, response, extract_code(response)))
     return tasks
+
+
+#: An object's address in a message (``<function f at 0x7f3a...>``).
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
+#: A traceback frame in the sample's own code (the runner names it ``<sample>``).
+_SAMPLE_FRAME = re.compile(r'^File "<sample>", line (?P<line>\d+)')
+
+
+def drop_detail(verdict: Verdict, code: str | None = None) -> JsonObj:
+    """What a failed sample's drop record says: the verdict, the exception and its message
+    (the traceback's last line), the line of the sample that raised it (for an assertion: the
+    test that failed; its source from ``code``), and the stderr tail.
+
+    Only what the sample's code decides goes in (no wall time; no output of a sample that was
+    cut off by a timeout, or of a sandbox that broke), so a rerun writes the same bytes.
+    """
+    detail: JsonObj = {"status": verdict.status, "reason": verdict.reason}
+    if verdict.status != "fail":
+        return detail
+    stderr = _ADDRESS.sub("0x…", verdict.stderr_tail)  # object addresses differ from run to run
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    last = lines[-1].strip() if lines else ""
+    if verdict.reason.startswith("exception:") or verdict.reason == "assertion":
+        detail["exception"] = last
+    for line in reversed(lines):
+        found = _SAMPLE_FRAME.match(line.strip())
+        if found:
+            number = int(found["line"])
+            source = code.splitlines()[number - 1].strip() if code and 0 < number <= len(code.splitlines()) else None
+            detail["failing_line"] = {"line": number, "source": source}
+            break
+    detail["stderr_tail"] = stderr
+    return detail
 
 
 def _output_record(task: _Task, status: str, reason: str, params: ExecutionParams) -> JsonObj:
@@ -257,6 +288,7 @@ def run_execution(
                 "sample_packages": site_manifest(params.resolved_sample_site()),
             }
         ),
+        drops=True,
     )
     done = resumable.done_units()
     if done:
@@ -285,18 +317,28 @@ def run_execution(
                 pool = SandboxPool(params.workers, params.backend, **sandbox_kwargs).__enter__()
             stats = StageStats()
             tasks = _unit_tasks(records, path, stats)
-            verdicts = pool.run_many([t.code for t in tasks], timeout_s=params.process_timeout_s())
+            runnable = [t for t in tasks if t.code]
+            ran = iter(pool.run_many([t.code for t in runnable], timeout_s=params.process_timeout_s()))
             kept: list[JsonObj] = []
             seconds: dict[str, float] = {}
-            for task, verdict in zip(tasks, verdicts, strict=True):
+            for task in tasks:  # in input order, so the drop records are too
+                sample_id = f"{task.record['id']}/{task.sample}"
+                if not task.code:
+                    stats.drop("no_code", id=sample_id, detail={"response_tail": task.response})
+                    continue
+                verdict = next(ran)
                 seconds[verdict.status] = seconds.get(verdict.status, 0.0) + verdict.seconds
                 if verdict.status == "pass":
                     kept.append(_output_record(task, verdict.status, verdict.reason, params))
                     stats.n_out += 1
                 elif verdict.status == "timeout":
-                    stats.drop("timeout")
+                    stats.drop("timeout", id=sample_id, detail=drop_detail(verdict))
                 else:
-                    stats.drop(f"{verdict.status}:{verdict.reason}")
+                    stats.drop(
+                        f"{verdict.status}:{verdict.reason}", id=sample_id, detail=drop_detail(verdict, task.code)
+                    )
+            if next(ran, None) is not None:
+                raise AssertionError("the sandbox pool returned more verdicts than it was given samples")
             stats.extra = {
                 "seconds_by_status": {k: round(v, 3) for k, v in sorted(seconds.items())},
                 "records": len(records),
@@ -323,4 +365,5 @@ def run_execution(
     result.extra["exec_mode"] = params.exec_mode
     result.extra["sample_packages"] = site_manifest(params.resolved_sample_site())
     result.check_balance()
+    result.dropped_written = True
     return result

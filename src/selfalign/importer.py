@@ -31,28 +31,21 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from . import chain
+from .config import reject_unknown
 from .records import JsonObj, RecordError, atomic_writer, dumps, iter_jsonl
 from .stage import StageStats, progress
 
 Shape = Literal["selfalign", "release"]
 
 #: The stages an import can replace, in chain order, with the artifact (under the results
-#: directory) each writes. The rules read this to know what an import stands in for.
-IMPORT_STAGES: dict[str, str] = {
-    "raw": "seeds/raw.jsonl",
-    "dedup": "seeds/dedup.jsonl",
-    "quality": "seeds/quality.jsonl",
-    "filtered": "seeds/filtered.jsonl",
-    "judged": "seeds/judged.jsonl",
-    "concepts": "concepts.jsonl",
-    "instructions": "instructions.jsonl",
-    "responses": "responses.jsonl",
-    "executed": "executed.jsonl",
-}
+#: directory) each writes (from :mod:`selfalign.chain`). The rules read this to know what an
+#: import stands in for.
+IMPORT_STAGES: dict[str, str] = chain.IMPORT_STAGES
 
 #: The fields (beyond ``id``) a record of each stage must carry for the next stage to run.
 STAGE_FIELDS: dict[str, dict[str, type]] = {
@@ -90,10 +83,7 @@ class ImportSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ImportSpec:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown start_from key(s): {', '.join(unknown)}")
+        reject_unknown(cls, data, "start_from")
         spec = cls(**data)
         if (spec.jsonl is None) == (spec.dataset is None):
             raise ValueError("start_from needs exactly one of 'jsonl' or 'dataset'")

@@ -178,13 +178,22 @@ class ResumableOutput:
     nothing is lost and nothing is written twice. ``finalize`` concatenates the parts in unit
     order into ``output`` (atomically) and removes the parts directory.
 
-    The parts directory carries a fingerprint of the stage's inputs and parameters; if they
-    changed since the interrupted run, the stale parts are discarded rather than mixed in.
+    With ``drops``, a unit's drop records (its stats' ``dropped``) go to ``<unit>.dropped.jsonl``, written
+    before the stats file, and ``finalize`` concatenates them in unit order into the output's
+    drop file (:func:`selfalign.chain.dropped_path`), so a kill loses or duplicates none.
+
+    The parts directory carries a fingerprint of the stage's inputs and parameters (and of the
+    drop detail cap); if they changed since the interrupted run, the stale parts are discarded
+    rather than mixed in.
     """
 
-    def __init__(self, output: str | os.PathLike[str], fingerprint_value: str):
+    def __init__(self, output: str | os.PathLike[str], fingerprint_value: str, *, drops: bool = False):
+        from .stage import detail_cap
+
         self.output = Path(output)
+        self.drops = drops  # a stage that drops records: keep its units' drop records
         self.parts = self.output.with_name(self.output.name + ".parts")
+        fingerprint_value = fingerprint([fingerprint_value, {"drop_detail_chars": detail_cap()}])
         self.fingerprint = fingerprint_value
         manifest = self.parts / "manifest.json"
         if self.parts.exists():
@@ -204,21 +213,36 @@ class ResumableOutput:
     def _stats_path(self, unit: int) -> Path:
         return self.parts / f"{unit:08d}.stats.json"
 
+    def _dropped_path(self, unit: int) -> Path:
+        return self.parts / f"{unit:08d}.dropped.jsonl"
+
     def done(self, unit: int) -> bool:
-        return self._stats_path(unit).exists() and self._records_path(unit).exists()
+        needed = [self._stats_path(unit), self._records_path(unit)]
+        if self.drops:
+            needed.append(self._dropped_path(unit))
+        return all(p.exists() for p in needed)
 
     def done_units(self) -> set[int]:
         return {int(p.name.split(".")[0]) for p in self.parts.glob("*.stats.json") if self.done(int(p.name.split(".")[0]))}
 
     def write_unit(self, unit: int, result: UnitResult) -> None:
+        stats = dict(result.stats)
+        dropped = stats.pop("dropped", [])
+        if dropped and not self.drops:
+            raise ValueError(f"{self.output}: unit {unit} has drop records but the output keeps none")
         write_jsonl(self._records_path(unit), result.records)
-        write_json(self._stats_path(unit), result.stats)
+        if self.drops:
+            write_jsonl(self._dropped_path(unit), dropped)
+        write_json(self._stats_path(unit), stats)
 
     def unit_stats(self, unit: int) -> JsonObj:
         return json.loads(self._stats_path(unit).read_text(encoding="utf-8"))
 
     def finalize(self, n_units: int) -> list[JsonObj]:
-        """Concatenate units ``0..n_units-1`` into the output; returns their stats in order."""
+        """Concatenate units ``0..n_units-1`` into the output and their drop records into its
+        drop file; returns their stats in order."""
+        from .chain import dropped_path
+
         missing = [u for u in range(n_units) if not self.done(u)]
         if missing:
             raise RuntimeError(f"{self.output}: cannot finalize, units not done: {missing[:10]}")
@@ -228,8 +252,18 @@ class ResumableOutput:
                 with open(self._records_path(unit), "rb") as part:
                     shutil.copyfileobj(part, out)
                 stats.append(self.unit_stats(unit))
+        if self.drops:
+            concat_files(dropped_path(self.output), [self._dropped_path(u) for u in range(n_units)])
         shutil.rmtree(self.parts)
         return stats
+
+
+def concat_files(target: str | os.PathLike[str], parts: Iterable[str | os.PathLike[str]]) -> None:
+    """``target`` (atomically) as the bytes of ``parts`` in order."""
+    with atomic_writer(target, "wb") as out:
+        for path in parts:
+            with open(path, "rb") as part:
+                shutil.copyfileobj(part, out)
 
 
 def usual_permissions(directory: str | os.PathLike[str]) -> None:

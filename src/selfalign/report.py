@@ -8,8 +8,8 @@ artifacts the run kept), and the run's config and package versions. ``report.jso
 same facts for a program; ``funnel.svg`` is the plot alone.
 
 Every number comes from the run's artifacts and their ``.meta.json`` sidecars; the only
-constants are the paper's published figures (the funnel's from the recipe as DESIGN.md gives
-it, the pass@1 from :mod:`selfalign.evaluation.score`). Nothing that changes between two runs
+constants are the paper's published figures (the funnel's in :mod:`selfalign.chain`, the
+pass@1 from :mod:`selfalign.evaluation.score`). Nothing that changes between two runs
 of the same config is on it (sidecars' wall times, timestamps and hosts, how much work was
 resumed), so the same run gives the same bytes.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import io
+import itertools
 import json
 import os
 from collections import Counter
@@ -28,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from .chain import ARTIFACT_STAGES, SAMPLE_DROP_PREFIX, STAGES, Stage, dropped_path
 from .config import recipe_line
 from .evaluation.score import PAPER_PASS_AT_1, TABLE_HEADER, markdown_table, table_rows
 from .provenance import SIDECAR_SUFFIX, artifact_digest, artifact_size, sidecar_path
@@ -40,54 +42,23 @@ REPORT_DIR = "report"
 SIDECAR_KEYS = ("artifact", "stage", "sha256", "bytes", "counts", "drops", "inputs", "config", "code")
 
 #: Where the published funnel figures come from.
-PAPER_SOURCE = "the StarCoder2-Instruct recipe as DESIGN.md states it (upstream paper and datasets)"
+PAPER_SOURCE = (
+    "the StarCoder2-Instruct paper (Wei et al. 2024, arXiv:2410.24198) and the v0.1 release's "
+    "dataset cards (bigcode/self-oss-instruct-sc2-*)"
+)
+
+#: Examples the report shows per stage: this many kept records, and one dropped record for
+#: each of this many most frequent drop reasons.
+KEPT_EXAMPLES = 2
+DROP_REASON_EXAMPLES = 3
 
 
 class ReportError(ValueError):
     """A sidecar or artifact the report needs is missing, malformed or stale."""
 
 
-@dataclass(frozen=True)
-class PaperFigure:
-    """A published count at a funnel stage, and how the source words it."""
-
-    value: int
-    text: str
-
-
-@dataclass(frozen=True)
-class FunnelStage:
-    """One row of the funnel: the artifact whose sidecar counts it."""
-
-    key: str
-    artifact: str  # relative to the results directory
-    label: str
-    unit: str
-    paper: PaperFigure | None = None
-
-
-#: The chain from seed functions to the SFT set. ``samples`` is the I->R stage counted in
-#: response samples (its sidecar's stats), the unit every later stage counts in.
-FUNNEL_STAGES: tuple[FunnelStage, ...] = (
-    FunnelStage("raw", "seeds/raw.jsonl", "seed functions extracted", "functions",
-                PaperFigure(5_000_000, "~5M functions")),
-    FunnelStage("dedup", "seeds/dedup.jsonl", "near-dedup (MinHash + LSH)", "functions"),
-    FunnelStage("quality", "seeds/quality.jsonl", "high-quality subset", "functions"),
-    FunnelStage("filtered", "seeds/filtered.jsonl", "heuristic filter", "functions"),
-    FunnelStage("judged", "seeds/judged.jsonl", "LLM judge", "seeds", PaperFigure(250_000, "≈250k seeds")),
-    FunnelStage("concepts", "concepts.jsonl", "S->C concepts", "records"),
-    FunnelStage("instructions", "instructions.jsonl", "C->I instructions", "records",
-                PaperFigure(238_000, "≈238k instructions")),
-    FunnelStage("responses", "responses.jsonl", "I->R: instructions answered", "records"),
-    FunnelStage("samples", "responses.jsonl", "I->R: response samples", "samples",
-                PaperFigure(2_400_000, "2.4M samples")),
-    FunnelStage("executed", "executed.jsonl", "execution filter (sandbox)", "samples",
-                PaperFigure(500_000, "~500k samples pass")),
-    FunnelStage("sanitized", "sanitized.jsonl", "sanitized (four sections)", "samples"),
-    FunnelStage("cleaned", "cleaned.jsonl", "cleaned (dedup, one per instruction)", "samples"),
-    FunnelStage("sft", "sft.jsonl", "SFT set (SMART rewrite, decontaminated)", "samples",
-                PaperFigure(50_000, "50k examples")),
-)
+#: The funnel's stages (selfalign.chain.STAGES, defined once for the whole package).
+FUNNEL_STAGES: tuple[Stage, ...] = STAGES
 
 #: Why records between two stages were not passed on although no stage dropped them.
 BEYOND_LIMIT = "beyond generation.limit (not judged)"
@@ -150,7 +121,7 @@ def _count(meta: Mapping[str, Any], key: str, where: Path) -> int:
 class FunnelRow:
     """One funnel stage as this run's sidecars count it."""
 
-    stage: FunnelStage
+    stage: Stage
     sidecar_stage: str
     n_in: int
     n_out: int
@@ -197,7 +168,7 @@ def _sorted_drops(drops: Mapping[str, int]) -> dict[str, int]:
     return dict(sorted(drops.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def _funnel_row(stage: FunnelStage, meta: Mapping[str, Any], where: Path) -> FunnelRow:
+def _funnel_row(stage: Stage, meta: Mapping[str, Any], where: Path) -> FunnelRow:
     if stage.key == "samples":
         stats = meta.get("stats")
         if not isinstance(stats, dict) or not all(
@@ -538,6 +509,8 @@ def build_report(
         "recipe": recipe_line(config),
         "funnel": [row.to_json() for row in funnel],
         "funnel_paper_source": PAPER_SOURCE,
+        "examples": build_examples(results_dir),
+        "loss_curve": loss_curve(results_dir),
         "evaluation": evaluation,
         "artifacts": [a.to_json() for a in artifacts],
         "input_links": {
@@ -549,6 +522,82 @@ def build_report(
         "config": config,
         "environment": environment(artifacts),
     }
+
+
+# -------------------------------------------------------------------------------- examples
+
+
+def build_examples(results_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Per stage of the run: its first kept records and, for each of its most frequent drop
+    reasons, the first record dropped for it (file order, so the same run shows the same
+    examples), each summarised in a line, with the drop file's path."""
+    from .explain import detail_summary, kept_summary
+
+    results_dir = Path(results_dir)
+    out = []
+    for stage in ARTIFACT_STAGES:
+        artifact = results_dir / stage.artifact
+        if not artifact.is_file() or not sidecar_path(artifact).is_file():
+            continue
+        kept = []
+        with open(artifact, "rb") as handle:
+            for line in itertools.islice(handle, KEPT_EXAMPLES):
+                record = json.loads(line)
+                kept.append({"id": str(record.get("id")), "summary": kept_summary(stage, record)})
+        meta = load_sidecar(sidecar_path(artifact))
+        drops_file = dropped_path(artifact)
+        counts = {**meta["drops"], **{f"{SAMPLE_DROP_PREFIX}{k}": v
+                                      for k, v in ((meta.get("stats") or {}).get("sample_drops") or {}).items()}}
+        reasons = [k for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if v][:DROP_REASON_EXAMPLES]
+        dropped: dict[str, dict[str, Any]] = {}
+        if drops_file.is_file() and reasons:
+            with open(drops_file, "rb") as handle:
+                for line in handle:
+                    record = json.loads(line)
+                    reason = record.get("reason")
+                    if reason in reasons and reason not in dropped:
+                        dropped[reason] = {"id": str(record["id"]), "reason": reason,
+                                           "summary": detail_summary(record)}
+                        if len(dropped) == len(reasons):
+                            break
+        out.append({
+            "stage": stage.key,
+            "label": stage.label,
+            "artifact": stage.artifact,
+            "dropped_file": drops_file.relative_to(results_dir).as_posix() if drops_file.is_file() else None,
+            "kept": kept,
+            "dropped": [dropped[r] for r in reasons if r in dropped],
+        })
+    return out
+
+
+def loss_curve(results_dir: str | os.PathLike[str]) -> list[dict[str, float]]:
+    """The fine-tuning run's logged loss per step (the checkpoint's sidecar), or [] without one."""
+    meta_path = sidecar_path(Path(results_dir) / "checkpoint")
+    if not meta_path.is_file():
+        return []
+    curve = (load_sidecar(meta_path).get("stats") or {}).get("loss_curve") or []
+    return [{"step": float(p["step"]), "loss": float(p["loss"])} for p in curve if "loss" in p and "step" in p]
+
+
+def loss_svg(curve: Sequence[Mapping[str, float]]) -> str:
+    """The fine-tuning loss per logged step, as an SVG document with no date and stable ids."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context(
+        {"svg.hashsalt": "selfalign-loss", "svg.fonttype": "path", "font.size": 10, "font.family": "DejaVu Sans"}
+    ):
+        fig = Figure(figsize=(7, 3.2))
+        ax = fig.add_subplot()
+        ax.plot([p["step"] for p in curve], [p["loss"] for p in curve], color="#2f6fad", marker="." if len(curve) < 60 else None)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("training loss")
+        ax.grid(color="#dddddd")
+        ax.set_title("Fine-tuning loss (checkpoint)", fontsize=11)
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight", pad_inches=0.15)
+    return buf.getvalue()
 
 
 # ------------------------------------------------------------------------------------ plot
@@ -858,6 +907,21 @@ def _cards(report: Mapping[str, Any]) -> str:
     ) + "</div>"
 
 
+def _examples_html(examples: Sequence[Mapping[str, Any]]) -> str:
+    """Per stage, a few kept and dropped records (``selfalign explain ID`` tells the rest)."""
+    parts = []
+    for stage in examples:
+        link = (f' — every drop: <a href="../{_e(stage["dropped_file"])}"><code>{_e(stage["dropped_file"])}</code></a>'
+                if stage["dropped_file"] else "")
+        rows = [[_e("kept"), f"<code>{_e(k['id'])}</code>", _e(k["summary"])] for k in stage["kept"]]
+        rows += [[f'<span class="bad">{_e(d["reason"])}</span>', f"<code>{_e(d['id'])}</code>", _e(d["summary"])]
+                 for d in stage["dropped"]]
+        body = _table(["", "id", "what it is / why it was dropped"], rows) if rows else '<p class="dim">no records</p>'
+        parts.append(f"<details open><summary><b>{_e(stage['label'])}</b> <code>{_e(stage['artifact'])}</code>{link}"
+                     f"</summary>{body}</details>")
+    return "\n".join(parts)
+
+
 def _inline_svg(svg: str) -> str:
     start = svg.find("<svg")
     if start < 0:
@@ -891,8 +955,15 @@ def render_html(report: Mapping[str, Any], svg: str) -> str:
             f"{_e(report['funnel_paper_source'])}.</p>",
             f'<div class="plot">{_inline_svg(svg)}</div>',
             _funnel_html(report["funnel"]),
+            "<h3>Records, not only counts</h3>",
+            "<p>Per stage, its first kept records and the first record dropped for each of its most frequent "
+            "reasons; each stage's drop file holds every dropped record with what made it drop. "
+            "<code>selfalign explain ID</code> follows one record through the whole chain.</p>",
+            _examples_html(report.get("examples", [])),
             "<h2>2. Evaluation (EvalPlus pass@1, %)</h2>",
             _eval_html(report["evaluation"]),
+            *(["<h3>Fine-tuning loss</h3>", f'<div class="plot" style="max-width:760px">{_inline_svg(loss_svg(report["loss_curve"]))}</div>']
+              if report.get("loss_curve") else []),
             "<h2>3. Artifacts: hashes and provenance</h2>",
             f"<p>Path, size and sha256 of every artifact (from its sidecar; a directory's hash is that of its "
             f"file manifest), the stage and config that made it, the code version, and each input's hash as "

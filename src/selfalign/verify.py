@@ -29,6 +29,8 @@ LOCK_VERSION = 1
 
 #: Artifacts (relative to the run's directory) left out of the lock, with why.
 UNLOCKED_PREFIXES = {"report/": "the run report names the code commit it was made with"}
+#: Files left out of the lock by their ending, with why.
+UNLOCKED_SUFFIXES = {".index.sqlite": "explain's index, derived from the artifact it indexes (and checked against it)"}
 #: The verify rule's own report, in the run directory.
 VERIFY_REPORT = "verify.json"
 #: Directories of a run that hold no artifacts.
@@ -97,6 +99,7 @@ def scan(run_dir: str | os.PathLike[str]) -> dict[str, Entry]:
         rel = path.relative_to(root).as_posix()
         if (not path.is_file() or rel.endswith(SIDECAR_SUFFIX) or rel in found or rel == VERIFY_REPORT
                 or rel.split("/", 1)[0] in SKIPPED_DIRS or any(rel.startswith(p) for p in UNLOCKED_PREFIXES)
+                or rel.endswith(tuple(UNLOCKED_SUFFIXES))
                 or any(d in path.parents for d in artifact_dirs)):
             continue
         found[rel] = Entry(path=rel, stage="no sidecar", sha256=sha256_file(path))

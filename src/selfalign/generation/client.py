@@ -682,6 +682,7 @@ def _prepare(
     output: str | os.PathLike[str],
     params: ClientParams,
     fingerprint_value: Any,
+    drops: bool = False,
 ) -> _Job:
     per_unit = params.requests_per_unit
     plan = _plan(requests(), per_unit)
@@ -699,6 +700,7 @@ def _prepare(
                 "caller": fingerprint_value,
             }
         ),
+        drops=drops,
     )
     done = {u for u in resumable.done_units() if u < n_units}
     pending = plan.total - sum(min(per_unit, plan.total - u * per_unit) for u in done)
@@ -761,6 +763,7 @@ def run_generation(
     fingerprint_value: Any = None,
     desc: str = "generate",
     show_progress: bool = True,
+    drops: bool = False,
 ) -> StageStats:
     """Generate for every request and write ``make_record``'s records to ``output`` in order.
 
@@ -772,9 +775,10 @@ def run_generation(
     (``ready_timeout_s``) only when some unit is left to do. Returns the summed counts, with
     ``extra`` holding requests, samples, attempts, retries, errors (permanent, per request),
     finish_reasons, token usage, units (done before this run: units_resumed) and the caller's
-    own numeric extras.
+    own numeric extras. With ``drops``, the drop records ``make_record`` keeps are written to
+    the output's drop file (:func:`selfalign.chain.dropped_path`).
     """
-    job = _prepare(requests, output, params, fingerprint_value)
+    job = _prepare(requests, output, params, fingerprint_value, drops)
     if job.pending:
         wait_for_server(
             params.base_url, params.ready_timeout_s, api_key=params.api_key, model=params.model
@@ -792,10 +796,11 @@ async def run_generation_async(
     fingerprint_value: Any = None,
     desc: str = "generate",
     show_progress: bool = True,
+    drops: bool = False,
 ) -> StageStats:
     """:func:`run_generation` for callers inside an event loop (see
     :func:`wait_for_server_async` for the one difference on cancellation)."""
-    job = _prepare(requests, output, params, fingerprint_value)
+    job = _prepare(requests, output, params, fingerprint_value, drops)
     if job.pending:
         await wait_for_server_async(
             params.base_url, params.ready_timeout_s, api_key=params.api_key, model=params.model

@@ -27,20 +27,20 @@ an endpoint the user names; see :class:`ServingParams`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
 from ..benchdata import fetch_pinned
+from ..chain import SAMPLE_DROP_PREFIX, dropped_path
 from ..config import check_choice, reject_unknown
 from ..records import JsonObj, RecordError, count_lines, fingerprint, iter_jsonl, sha256_file
-from ..serving.launch import ServerProcess, free_port, vllm_command
-from ..stage import StageStats, shard_bounds
+from ..serving import ModelSpec, ServingParams, ServingSettings, serve
+from ..stage import StageStats, cap_detail, detail_cap, shard_bounds
 from .client import (
     ClientParams,
     CompletionRequest,
@@ -140,79 +140,6 @@ class FewshotSource:
         return load_fewshot(path)
 
 
-@dataclass(frozen=True)
-class VllmParams:
-    """How a job launches vLLM: ``launcher`` goes in front of ``vllm serve`` (e.g. ``apptainer
-    exec --nv docker://vllm/vllm-openai@sha256:...``), ``args`` after it."""
-
-    launcher: tuple[str, ...] = ()
-    args: tuple[str, ...] = ()
-    batch_invariant: bool = True  # VLLM_BATCH_INVARIANT=1 for the server
-
-    def server_env(self) -> dict[str, str]:
-        return {"VLLM_BATCH_INVARIANT": "1"} if self.batch_invariant else {}
-
-
-@dataclass(frozen=True)
-class CpuServerParams:
-    """The CPU server's settings; ``slots`` requests run at once (one process each)."""
-
-    threads: int = 1
-    slots: int = 1
-    max_batch: int = 8
-    dtype: str = "float32"
-
-
-@dataclass(frozen=True)
-class ServingParams:
-    """Which server answers a generation job.
-
-    ``backend``: ``vllm`` (the job starts ``vllm serve <model> --revision <rev>``), ``cpu``
-    (the job starts :mod:`selfalign.serving.cpu_server` on the model directory) or ``endpoint``
-    (a running OpenAI-compatible server at ``endpoint``; the job only waits for it).
-    """
-
-    backend: Literal["vllm", "cpu", "endpoint"]
-    served_model_name: str
-    endpoint: str | None = None
-    ready_timeout_s: float = 1800.0
-    vllm: VllmParams = field(default_factory=VllmParams)
-    cpu: CpuServerParams = field(default_factory=CpuServerParams)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ServingParams:
-        reject_unknown(cls, data, "serving")
-        values = dict(data)
-        vllm = dict(values.pop("vllm", None) or {})
-        reject_unknown(VllmParams, vllm, "serving.vllm")
-        cpu = dict(values.pop("cpu", None) or {})
-        reject_unknown(CpuServerParams, cpu, "serving.cpu")
-        made = cls(
-            **values,
-            vllm=VllmParams(tuple(vllm.get("launcher") or ()), tuple(vllm.get("args") or ()),
-                            bool(vllm.get("batch_invariant", True))),
-            cpu=CpuServerParams(**cpu),
-        )
-        if made.backend not in ("vllm", "cpu", "endpoint"):
-            raise ValueError(f"serving.backend must be vllm, cpu or endpoint, got {made.backend!r}")
-        if made.backend == "endpoint" and not made.endpoint:
-            raise ValueError("serving.backend endpoint needs serving.endpoint (the server's URL)")
-        return made
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """The base model: a Hub name at a pinned revision, or a local directory."""
-
-    name: str
-    revision: str | None = None
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ModelSpec:
-        values = {k: v for k, v in data.items() if k in ("name", "revision")}
-        return cls(**values)
-
-
 JUDGE_OVERLONG = ("dummy", "drop", "server")
 
 
@@ -278,96 +205,16 @@ class StageSettings:
         )
 
     @property
+    def server(self) -> ServingSettings:
+        """The model, server and client part: what :func:`selfalign.serving.serve` needs."""
+        return ServingSettings(self.model, self.serving, self.client)
+
+    @property
     def batch_invariant(self) -> bool:
-        """Whether the server answered batch-invariant (vLLM's mode; the CPU server always is:
-        it decodes each request's rows alone)."""
-        return self.serving.backend != "vllm" or self.serving.vllm.batch_invariant
+        return self.server.batch_invariant
 
     def client_params(self, base_url: str) -> ClientParams:
-        return ClientParams.from_dict(
-            {**self.client, "base_url": base_url, "model": self.serving.served_model_name}
-        )
-
-
-# -------------------------------------------------------------------------------- the server
-
-
-#: vLLM's batch-invariant kernels need this NVIDIA compute capability or higher (its docs).
-BATCH_INVARIANT_MIN_CC = (8, 0)
-
-
-def require_batch_invariant_gpu() -> None:
-    """Stop before starting vLLM where ``nvidia-smi`` reports a GPU too old for its
-    batch-invariant mode; where there is no ``nvidia-smi`` (a container launcher, a fake in
-    tests) vLLM itself decides."""
-    import shutil
-    import subprocess
-
-    if shutil.which("nvidia-smi") is None:
-        return
-    try:
-        caps = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
-                              capture_output=True, text=True, timeout=30, check=True).stdout.splitlines()
-    except (OSError, subprocess.SubprocessError):
-        return
-    for line in caps:
-        name, _, cap = line.rpartition(",")
-        try:
-            major, minor = (int(x) for x in cap.strip().split("."))
-        except ValueError:
-            continue
-        if (major, minor) < BATCH_INVARIANT_MIN_CC:
-            raise StageError(
-                f"serving.vllm.batch_invariant: {name.strip()} has compute capability {major}.{minor}; vLLM's "
-                f"batch-invariant mode needs >= {BATCH_INVARIANT_MIN_CC[0]}.{BATCH_INVARIANT_MIN_CC[1]}. "
-                "Set serving.vllm.batch_invariant: false (outputs then depend on what is batched together)."
-            )
-
-
-@contextlib.contextmanager
-def serve(
-    settings: StageSettings, *, model_dir: str | Path | None = None, log_path: Path | None = None
-) -> Iterator[str]:
-    """The server for a job, ready, as its ``http://host:port``; stopped when the block ends.
-
-    ``model_dir`` (the tiny profile's built model) stands in for ``model.name`` on the CPU
-    server. An ``endpoint`` is only waited for and left running.
-    """
-    serving = settings.serving
-    options: dict[str, Any] = {"ready_timeout_s": serving.ready_timeout_s}
-    if log_path is not None:
-        options["log_path"] = log_path
-    if serving.backend == "endpoint":
-        server = ServerProcess(None, cast(str, serving.endpoint), **options)
-    elif serving.backend == "cpu":
-        cpu = serving.cpu
-        server = ServerProcess.cpu(
-            model_dir or settings.model.name,
-            served_model_name=serving.served_model_name,
-            threads=cpu.threads,
-            max_batch=cpu.max_batch,
-            slots=cpu.slots,
-            extra_args=["--dtype", cpu.dtype],
-            **options,
-        )
-    else:
-        port = free_port()
-        command = [
-            *serving.vllm.launcher,
-            *vllm_command(
-                str(model_dir or settings.model.name),
-                None if model_dir else settings.model.revision,
-                port,
-                serving.vllm.args,
-                served_model_name=serving.served_model_name,
-            ),
-        ]
-        if serving.vllm.batch_invariant:
-            require_batch_invariant_gpu()
-        server = ServerProcess(command, f"http://127.0.0.1:{port}", env=serving.vllm.server_env(), **options)
-    with server:
-        log.info("server ready at %s (%s)", server.base_url, server.describe)
-        yield server.base_url
+        return self.server.client_params(base_url)
 
 
 # -------------------------------------------------------------------------------- the stages
@@ -463,12 +310,12 @@ class _StageRun:
         for index, _line, record in self._records():
             try:
                 self._prompt(index, record)
-            except DocstringError:
+            except DocstringError as exc:
                 self.unprompted.n_in += 1
-                self.unprompted.drop("no_docstring")
-            except PromptTooLong:
+                self.unprompted.drop("no_docstring", id=str(record["id"]), detail={"index": index, "error": str(exc)})
+            except PromptTooLong as exc:
                 self.unprompted.n_in += 1
-                self.unprompted.drop("prompt_too_long")
+                self.unprompted.drop("prompt_too_long", id=str(record["id"]), detail={"index": index, "error": str(exc)})
 
     def requests(self) -> Iterator[CompletionRequest]:
         p = self.mode_params
@@ -506,7 +353,7 @@ class _StageRun:
                 request.index,
                 result.error,
             )
-            stats.drop("request_failed")
+            stats.drop("request_failed", id=request.id, detail={"index": request.index, "error": result.error})
             return [], stats
         provenance: dict[str, Any] = {
             "index": request.index,
@@ -517,7 +364,7 @@ class _StageRun:
         generation = dict(record.get("generation") or {})
         out: JsonObj | None
         if self.stage == "responses":
-            out, stats = self._responses(record, result, stats)
+            out, stats = self._responses(record, result, stats, request.index)
         else:
             text, finish_reason = result.choices[0]
             out = self._single(record, text, finish_reason, stats, provenance, pending.prompt)
@@ -537,6 +384,7 @@ class _StageRun:
         provenance: dict[str, Any],
         prompt: PromptRequest,
     ) -> JsonObj | None:
+        record_id = str(record["id"])
         try:
             if self.stage == "judge":
                 verdict = parse_judge(text)
@@ -544,7 +392,11 @@ class _StageRun:
                 if prompt.index in self.dummy_indices:
                     extra["dummy_prompt"] = True  # over-long: the dummy's verdict, as the release
                 if not verdict.keep:
-                    stats.drop("judge_tie" if verdict.tie else "judge_no")
+                    stats.drop(
+                        "judge_tie" if verdict.tie else "judge_no",
+                        id=record_id,
+                        detail={"index": prompt.index, "completion": text, "yes": verdict.yes, "no": verdict.no},
+                    )
                     return None
                 return {**record, "_provenance": extra}
             if self.stage == "concepts":
@@ -554,24 +406,32 @@ class _StageRun:
             prop = prompt.property.to_json() if prompt.property is not None else None
             return {**record, "instruction": instruction, "property": prop}
         except ParseError as exc:
-            stats.drop(f"parse_{exc.reason}")
+            stats.drop(f"parse_{exc.reason}", id=record_id, detail=_parse_detail(prompt.index, finish_reason, text))
             return None
 
     def _responses(
-        self, record: JsonObj, result: CompletionResult, stats: StageStats
+        self, record: JsonObj, result: CompletionResult, stats: StageStats, index: int
     ) -> tuple[JsonObj | None, StageStats]:
         responses = []
         sample_drops: Counter[str] = Counter()
+        failed: list[JsonObj] = []
         for sample, (text, finish_reason) in enumerate(result.choices):
             try:
                 response = parse_response(text, finish_reason=finish_reason, allow_empty=False)
             except ParseError as exc:
                 sample_drops[f"parse_{exc.reason}"] += 1
+                # one drop record per dropped sample too (reason sample:<why>): the funnel's
+                # sample row counts them (stats.sample_drops), not the record drops
+                failed.append(
+                    {"id": f"{record['id']}/{sample}", "reason": f"{SAMPLE_DROP_PREFIX}parse_{exc.reason}",
+                     "detail": _parse_detail(index, finish_reason, text)}
+                )
                 continue
             responses.append({"sample": sample, "response": response})
         stats.extra = {"samples_kept": len(responses), "sample_drops": dict(sample_drops)}
+        stats.dropped.extend({**f, "detail": cap_detail(f["detail"], detail_cap())} for f in failed)
         if not responses:
-            stats.drop("no_response")
+            stats.drop("no_response", id=str(record["id"]), detail={"index": index, "samples": len(result.choices)})
             return None, stats
         return {**record, "responses": responses}, stats
 
@@ -634,6 +494,7 @@ def run_stage(
             fingerprint_value=fingerprint(fingerprint_value),
             desc=f"{stage} {shard:04d}",
             show_progress=show_progress,
+            drops=True,
         )
 
     prompted = hi - lo - run.unprompted.n_in
@@ -642,9 +503,14 @@ def run_stage(
     elif prompted == 0:
         stats = generate("http://127.0.0.1:1")  # nothing to send: writes the empty output
     else:
-        with serve(settings, model_dir=model_dir, log_path=server_log) as url:
+        with serve(settings.server, model_dir=model_dir, log_path=server_log) as url:
             stats = generate(url)
     stats.merge(run.unprompted)
+    if run.unprompted.dropped:
+        # records no prompt was built for, among the requests' drops in input order
+        _merge_unprompted_drops(dropped_path(output), run.unprompted.dropped)
+        stats.dropped = []
+    stats.dropped_written = True
     stats.extra["records_beyond_limit"] = (total - n) if shard == 0 else 0
     stats.extra["batch_invariant"] = settings.batch_invariant
     stats.extra["fewshot_sha256"] = run.fewshot.sha256 if run.fewshot is not None else None
@@ -654,8 +520,16 @@ def run_stage(
     return stats
 
 
-def judge_shots_text() -> str:
-    """The judge's seven solved issues, for the tiny model to learn the judge's format from."""
-    from .prompts import _SOLVED
+def _merge_unprompted_drops(path: Path, unprompted: list[JsonObj]) -> None:
+    """Rewrite the drop file with the unprompted records' drops in input order among the
+    requests' (every generation drop record's detail has the input ``index``)."""
+    from ..records import iter_jsonl, write_jsonl
 
-    return "".join(_SOLVED)
+    rows = [rec for _, rec in iter_jsonl(path)] + unprompted
+    rows.sort(key=lambda r: r["detail"]["index"])  # stable: a record's sample drops keep their order
+    write_jsonl(path, rows)
+
+
+def _parse_detail(index: int, finish_reason: str | None, text: str) -> JsonObj:
+    """What a parse drop's record says: where, why the model stopped, and how its text ended."""
+    return {"index": index, "finish_reason": finish_reason, "text_tail": text}

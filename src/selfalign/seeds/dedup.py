@@ -17,13 +17,14 @@ import multiprocessing
 import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
+from ..config import reject_unknown
 from ..records import (
     JsonObj,
     ResumableOutput,
@@ -51,10 +52,7 @@ class DedupParams:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DedupParams:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown dedup parameter(s): {', '.join(unknown)}")
+        reject_unknown(cls, data, "dedup")
         return cls(**data)
 
 
@@ -224,7 +222,13 @@ def run_dedup(
     stats = StageStats()
     ids: list[str] = []
     clusters: dict[int, int] = {}
-    with atomic_writer(output_path) as out, atomic_writer(duplicates_path) as dup:
+    from ..chain import dropped_path
+
+    with (
+        atomic_writer(output_path) as out,
+        atomic_writer(duplicates_path) as dup,
+        atomic_writer(dropped_path(output_path)) as drops,
+    ):
         for index, (_, record) in enumerate(iter_jsonl(input_path, {"id": str, "content": str})):
             stats.n_in += 1
             ids.append(record["id"])
@@ -237,6 +241,8 @@ def run_dedup(
                 entry: JsonObj = {"id": record["id"], "kept": ids[root]}
                 dup.write(dumps(entry) + "\n")
                 stats.drop("near_duplicate")
+                drops.write(dumps({"id": record["id"], "reason": "near_duplicate",
+                                   "detail": {"duplicate_of": ids[root]}}) + "\n")
     stats.check_balance()
     sizes = sorted(clusters.values(), reverse=True)
     bands = MinHashLSH(threshold=params.threshold, num_perm=params.num_perm)
@@ -247,4 +253,5 @@ def run_dedup(
         "lsh_rows": int(bands.r),
     }
     shutil.rmtree(work.parts, ignore_errors=True)
+    stats.dropped_written = True
     return stats

@@ -32,7 +32,7 @@ import sysconfig
 import tokenize
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from importlib import metadata
 from operator import itemgetter
@@ -42,6 +42,7 @@ from typing import Any
 import tree_sitter_python
 from tree_sitter import Language, Node, Parser, Query, QueryCursor
 
+from ..config import reject_unknown
 from ..records import (
     JsonObj,
     RecordError,
@@ -186,10 +187,7 @@ class SourceParams:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SourceParams:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown source parameter(s): {', '.join(unknown)}")
+        reject_unknown(cls, data, "source")
         return cls(**data)
 
     def exclude_patterns(self) -> list[str]:
@@ -717,9 +715,13 @@ def merge_shards(
     dropped as ``exact_duplicate``, which is upstream's set of function texts. An id present
     in two shards, or a shard out of order, is a :class:`RecordError` at its file and line.
     """
+    from ..chain import dropped_path
+
     stats = StageStats()
-    seen: set[bytes] = set()
+    seen: dict[bytes, str] = {}  # function text's SHA-1 -> the id kept with it
     streams = [_sorted_records(path) for path in inputs]
+    drop_writer = atomic_writer(dropped_path(output))
+    drops = drop_writer.__enter__()
 
     def merged() -> Iterator[JsonObj]:
         previous: tuple[str, str, int] | None = None
@@ -736,10 +738,18 @@ def merge_shards(
             digest = hashlib.sha1(record["content"].encode("utf-8")).digest()
             if digest in seen:
                 stats.drop("exact_duplicate")
+                drops.write(dumps({"id": record_id, "reason": "exact_duplicate",
+                                   "detail": {"duplicate_of": seen[digest]}}) + "\n")
                 continue
-            seen.add(digest)
+            seen[digest] = record_id
             yield record
 
-    stats.n_out = write_jsonl(output, merged())
+    try:
+        stats.n_out = write_jsonl(output, merged())
+    except BaseException as exc:
+        drop_writer.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    drop_writer.__exit__(None, None, None)
+    stats.dropped_written = True
     stats.check_balance()
     return stats

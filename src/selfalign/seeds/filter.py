@@ -20,13 +20,12 @@ extraction and quality stages already guarantee both, so they are not repeated h
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..benchdata import BENCHMARK_KEYS, DecontamParams, load_decontamination
+from ..benchdata import BENCHMARK_KEYS, ContaminationIndex, DecontamParams, load_decontamination
 from ..config import reject_unknown
 from ..records import atomic_writer, count_lines, dumps, iter_jsonl
 from ..stage import StageStats, progress, shard_bounds
@@ -43,10 +42,6 @@ UPSTREAM_BAD_IMPORTS: tuple[str, ...] = (
     "seaborn",
 )
 MATCH_MODES: tuple[str, ...] = ("substring", "token")
-
-#: A maximal run of word characters: the unit the contamination index is keyed on.
-_WORD = re.compile(r"\w+")
-
 
 @dataclass
 class FilterParams:
@@ -94,73 +89,6 @@ class FilterParams:
         return cls(**values)
 
 
-# ------------------------------------------------------------------------------ contamination
-
-
-def _interior_words(text: str) -> list[str]:
-    """Word runs of ``text`` that have a non-word character on both sides *inside* ``text``.
-
-    If ``text`` occurs in some code, each such run is also a maximal word run of that code (its
-    neighbours are the same characters there), so it shows up in ``_WORD.findall(code)``. Runs
-    touching either end of ``text`` do not have that property (``turn x`` occurs in
-    ``return x``, where the run is ``return``), so they are never used as anchors.
-    """
-    return [m.group() for m in _WORD.finditer(text) if 0 < m.start() and m.end() < len(text)]
-
-
-class ContaminationIndex:
-    """Answers "which is the first benchmark key with a string contained in ``code``?" fast.
-
-    The reference answer is the naive scan (:meth:`naive_first_key`): for each key in order,
-    ``any(b in code for b in strings)``. With ~1,100 strings that is ~1,100 substring searches
-    per function, for millions of functions. Instead every string gets one *anchor*: one of its
-    interior word runs (see :func:`_interior_words`), the one that occurs in the fewest
-    benchmark strings (a stand-in for "rare in code"; ties go to the longer, then the smaller
-    word). A string can only occur in code whose word set contains its anchor, so a lookup
-    splits the code into words once, intersects them with the anchors, and runs ``in`` only for
-    the strings behind the anchors present. Strings without an interior word (none in the
-    shipped benchmarks) are always scanned. The result is identical to the naive scan; the tests
-    check that on real and planted code.
-    """
-
-    def __init__(self, strings: Mapping[str, Sequence[str]]):
-        self.keys: tuple[str, ...] = tuple(strings)
-        self.strings: dict[str, list[str]] = {key: list(values) for key, values in strings.items()}
-        entries = [(i, s) for i, key in enumerate(self.keys) for s in dict.fromkeys(strings[key])]
-        if any(not s for _, s in entries):
-            raise ValueError("an empty benchmark string would match every function")
-        words = {s: set(_interior_words(s)) for _, s in entries}
-        frequency: Counter[str] = Counter(w for ws in words.values() for w in ws)
-        self.buckets: dict[str, list[tuple[int, str]]] = {}
-        self.unanchored: list[tuple[int, str]] = []
-        for key_index, text in entries:
-            if not words[text]:
-                self.unanchored.append((key_index, text))
-                continue
-            anchor = min(words[text], key=lambda w: (frequency[w], -len(w), w))
-            self.buckets.setdefault(anchor, []).append((key_index, text))
-        self.anchors = frozenset(self.buckets)
-
-    def first_key(self, code: str) -> str | None:
-        """The first key (in order) with a string that ``code`` contains, else ``None``."""
-        best = len(self.keys)
-        for key_index, text in self.unanchored:
-            if key_index < best and text in code:
-                best = key_index
-        for anchor in self.anchors.intersection(_WORD.findall(code)):
-            for key_index, text in self.buckets[anchor]:
-                if key_index < best and text in code:
-                    best = key_index
-        return self.keys[best] if best < len(self.keys) else None
-
-    def naive_first_key(self, code: str) -> str | None:
-        """The reference semantics (upstream's loop), kept for tests and measurements."""
-        for key in self.keys:
-            if any(text in code for text in self.strings[key]):
-                return key
-        return None
-
-
 # ------------------------------------------------------------------------------------ filter
 
 
@@ -198,6 +126,31 @@ class SeedFilter:
         if self.params.match == "substring":
             return any(text in lower for text in self.bad_imports)
         return self.import_regex is not None and self.import_regex.search(lower) is not None
+
+    def detail(self, code: str, reason: str) -> dict[str, Any]:
+        """What made :meth:`check` give ``reason`` for ``code``: the drop record's detail (run
+        only on drops, so the match is found again rather than carried)."""
+        lower = code.lower()
+        if reason == "bad_word":
+            if self.params.match == "substring":
+                return {"word": next(w for w in self.bad_words if w in lower)}
+            found = self.word_regex.search(lower) if self.word_regex else None
+            return {"word": found.group(0) if found else None}
+        if reason == "bad_import":
+            if self.params.match == "substring":
+                return {"import": next(t for t in self.bad_imports if t in lower)}
+            found = self.import_regex.search(lower) if self.import_regex else None
+            return {"import": found.group(0) if found else None}
+        if reason.startswith("contaminated:"):
+            key = reason.split(":", 1)[1]
+            text = next((t for t in self.contamination.strings[key] if t in code), None)
+            return {"benchmark": key, "matched": text}
+        lines = code.split("\n")
+        if reason == "too_long":
+            return {"lines": len(lines), "max_lines": self.params.max_lines}
+        if reason == "no_argument":
+            return {"line": next(line for line in lines if line.startswith("def ") and "():" in line)}
+        return {}
 
     def check(self, code: str) -> str | None:
         """The reason to drop ``code``, or ``None`` to keep it (checks in upstream's order)."""
@@ -258,7 +211,7 @@ def run_filter(
                 out.write(dumps(record) + "\n")
                 stats.n_out += 1
                 continue
-            stats.drop(reason)
+            stats.drop(reason, id=record["id"], detail=seed_filter.detail(record["content"], reason))
             if reason.startswith("contaminated:"):
                 key = reason.split(":", 1)[1]
                 removed[key] = removed.get(key, 0) + 1

@@ -56,7 +56,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from importlib import metadata
 from multiprocessing.pool import Pool
@@ -68,6 +68,7 @@ import tree_sitter_python
 from autoimport.model import SourceCode
 from tree_sitter import Language, Parser, Query, QueryCursor
 
+from ..config import reject_unknown
 from ..records import (
     JsonObj,
     RecordError,
@@ -135,10 +136,7 @@ class QualityParams:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QualityParams:
         """Build from a config mapping; an unknown key is a typo, so it is an error, not ignored."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown quality parameter(s): {', '.join(unknown)}")
+        reject_unknown(cls, data, "quality")
         return cls(**data)
 
 
@@ -369,6 +367,10 @@ class PyrightReport:
     retries: int = 0
     bisections: int = 0
     seconds: float = 0.0
+    #: each checked file's first error, ``line:column: message (rule)``, for the drop records
+    first_errors: dict[str, str] = field(default_factory=dict)
+    #: :attr:`first_errors` per code given to :func:`typecheck_report`, in its order
+    errors_by_code: list[str | None] = field(default_factory=list)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -385,9 +387,10 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _parse_output(
-    returncode: int, stdout: str, stderr: str, names: list[str]
+    returncode: int, stdout: str, stderr: str, names: list[str], first: dict[str, str] | None = None
 ) -> dict[str, int] | str:
-    """Per-file error counts from Pyright's JSON, or why this run cannot be trusted."""
+    """Per-file error counts from Pyright's JSON, or why this run cannot be trusted; with
+    ``first``, each file's first error message goes into it (only when the run is trusted)."""
     if returncode not in (0, 1):
         return f"exit code {returncode}: {_tail(stderr or stdout)}"
     try:
@@ -398,6 +401,7 @@ def _parse_output(
     if not isinstance(diagnostics, list):
         return "JSON output without a generalDiagnostics list"
     counts = dict.fromkeys(names, 0)
+    messages: dict[str, str] = {}
     for diag in diagnostics:
         if not isinstance(diag, dict) or diag.get("severity") != "error":
             continue
@@ -408,13 +412,25 @@ def _parse_output(
                 f"an error outside the checked files ({file!r}): {_tail(str(diag.get('message')))}"
             )
         counts[name] += 1
+        if name not in messages:
+            messages[name] = _diagnostic_text(diag)
     summary = data.get("summary")
     analyzed = summary.get("filesAnalyzed") if isinstance(summary, dict) else None
     if isinstance(analyzed, int) and analyzed != len(names):
         return f"analyzed {analyzed} of {len(names)} files"
     if (returncode == 1) != any(counts.values()):
         return f"exit code {returncode} disagrees with {sum(counts.values())} error diagnostic(s)"
+    if first is not None:
+        first.update(messages)
     return counts
+
+
+def _diagnostic_text(diag: dict[str, Any]) -> str:
+    """``line:column: message (rule)`` of one Pyright diagnostic (1-based, as editors show)."""
+    start = (diag.get("range") or {}).get("start") or {}
+    where = f"{int(start.get('line', -1)) + 1}:{int(start.get('character', -1)) + 1}" if start else "?"
+    rule = f" ({diag['rule']})" if diag.get("rule") else ""
+    return f"{where}: {diag.get('message', '')}{rule}"
 
 
 def _run_pyright(
@@ -458,6 +474,7 @@ def _run_pyright(
         stdout.decode("utf-8", "replace"),
         stderr.decode("utf-8", "replace"),
         names,
+        report.first_errors,
     )
 
 
@@ -528,6 +545,7 @@ def typecheck_report(
         files.setdefault(name, data)  # identical functions share one file and one verdict
     report = PyrightReport()
     counts = _check_files(list(files), files, argv, params, report) if files else {}
+    report.errors_by_code = [report.first_errors.get(name) for name in names]
     return [counts[name] for name in names], report
 
 
@@ -558,6 +576,8 @@ class _Prepared:
     codes: list[str | None]  # the code to type-check, or None when the record was dropped
     stats: StageStats
     autoimport_errors: Counter[str] = field(default_factory=Counter)
+    #: what autoimport did to each record's code: "added imports", "unchanged", or its failure
+    autoimport: dict[int, str] = field(default_factory=dict)
 
 
 def _shard_units(
@@ -599,8 +619,8 @@ def _prepare(
     stats = StageStats(n_in=len(records))
     codes: list[str | None] = []
     for record in records:
+        # no return value: dropped (as no_return) by _check_unit, in input order with the rest
         if params.require_return and not has_return_value(record["content"]):
-            stats.drop("no_return")
             codes.append(None)
         else:
             codes.append(record["content"])
@@ -610,6 +630,7 @@ def _prepare(
         fixed = fixer.fix_many([records[i]["content"] for i in todo])
         for i, (code, failure) in zip(todo, fixed, strict=True):
             codes[i] = code
+            prepared.autoimport[i] = failure or ("added imports" if code != records[i]["content"] else "unchanged")
             if failure is not None:
                 prepared.autoimport_errors[failure.removeprefix("error: ")] += 1
                 log.warning(
@@ -626,16 +647,23 @@ def _check_unit(prepared: _Prepared, params: QualityParams, command: list[str]) 
     stats = prepared.stats
     out: list[JsonObj] = []
     failed_ids: list[str] = []
+    first_errors = dict(zip((i for i, _ in todo), report.errors_by_code, strict=True))
     for i, record in enumerate(prepared.records):
         if i not in verdicts:
+            stats.drop("no_return", id=record["id"], detail={"check": "the function returns no value"})
             continue
         errors = verdicts[i]
+        autoimport = prepared.autoimport.get(i, "not run")
         if errors is None:
-            stats.drop("pyright_failed")
+            stats.drop("pyright_failed", id=record["id"], detail={"autoimport": autoimport})
             failed_ids.append(record["id"])
             log.warning("%s: pyright kept failing on it; dropped as pyright_failed", record["id"])
         elif errors:
-            stats.drop("pyright_error")
+            stats.drop(
+                "pyright_error",
+                id=record["id"],
+                detail={"errors": errors, "first_error": first_errors.get(i), "autoimport": autoimport},
+            )
         else:
             out.append({**record, "content": prepared.codes[i]})
     stats.n_out = len(out)
@@ -695,6 +723,7 @@ def run_quality(
                 **environment,
             }
         ),
+        drops=True,
     )
     per_unit = params.pyright_batch_size
     n_units = -(-(hi - lo) // per_unit)
@@ -757,4 +786,5 @@ def _summarize(
         "units": n_units,
         "units_resumed": resumed,
     }
+    stats.dropped_written = True  # finalize wrote the units' drop records
     return stats

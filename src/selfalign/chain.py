@@ -1,0 +1,138 @@
+"""The chain, defined once: every stage from seed functions to the SFT set, in order.
+
+The rules (which stages ``start_from`` can stand in for, which artifacts the report reads),
+the run report's funnel, the dataset card, ``selfalign explain`` and the tests all read
+:data:`STAGES`. Adding a stage is one :class:`Stage` entry here, its rule and its function.
+
+Each stage names its artifact (relative to the results directory), the unit its counts are in,
+the stage it reads, whether it drops records (and so writes a drop file,
+:func:`dropped_path`), and whether ``start_from`` can import it. Ids flow through unchanged
+from the seed on (``<seed id>``) until the I->R stage's samples, which are
+``<record id>/<sample>``; :func:`root_id` maps any id back to the record it came from.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Unit = Literal["functions", "seeds", "records", "samples"]
+
+
+@dataclass(frozen=True)
+class PaperFigure:
+    """A published count at a funnel stage, and how the source words it."""
+
+    value: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the chain and the artifact it writes."""
+
+    key: str
+    artifact: str  # relative to the results directory
+    label: str  # the funnel's words
+    unit: Unit
+    reads: str | None  # the key of the stage whose artifact it reads
+    sidecar_stage: str  # the ``stage`` its sidecar names
+    card: str | None = None  # the dataset card's words; None: not on the card
+    drops: bool = True  # writes <artifact>.dropped.jsonl
+    importable: bool = True  # start_from can stand in for it
+    paper: PaperFigure | None = None
+    #: the sidecar carries its counts under ``stats`` (the I->R stage counts requests and
+    #: samples there; the "samples" row reads them)
+    counted_in_stats: bool = False
+
+    @property
+    def per_sample(self) -> bool:
+        """Its records are samples (``<record id>/<sample>``), not whole records."""
+        return self.unit == "samples" and self.key != "samples"
+
+
+#: The chain from seed functions to the SFT set. ``samples`` is the I->R stage counted in
+#: response samples (its sidecar's stats), the unit every later stage counts in; it writes no
+#: file of its own.
+STAGES: tuple[Stage, ...] = (
+    Stage("raw", "seeds/raw.jsonl", "seed functions extracted", "functions", None, "seeds.raw",
+          paper=PaperFigure(5_000_000, "~5M functions")),
+    Stage("dedup", "seeds/dedup.jsonl", "near-dedup (MinHash + LSH)", "functions", "raw", "seeds.dedup"),
+    Stage("quality", "seeds/quality.jsonl", "high-quality subset", "functions", "dedup", "seeds.quality"),
+    Stage("filtered", "seeds/filtered.jsonl", "heuristic filter", "functions", "quality", "seeds.filter",
+          card="seed functions after the heuristic filter"),
+    Stage("judged", "seeds/judged.jsonl", "LLM judge", "seeds", "filtered", "generate.judge",
+          card="seeds the base model judged useful", paper=PaperFigure(250_000, "≈250k seeds")),
+    Stage("concepts", "concepts.jsonl", "S->C concepts", "records", "judged", "generate.concepts",
+          card="seeds with concepts (S->C)"),
+    Stage("instructions", "instructions.jsonl", "C->I instructions", "records", "concepts",
+          "generate.instructions", card="instructions (C->I)",
+          paper=PaperFigure(238_000, "≈238k instructions")),
+    Stage("responses", "responses.jsonl", "I->R: instructions answered", "records", "instructions",
+          "generate.responses", card="instructions with responses (I->R)"),
+    Stage("samples", "responses.jsonl", "I->R: response samples", "samples", "instructions",
+          "generate.responses", drops=False, importable=False, counted_in_stats=True,
+          paper=PaperFigure(2_400_000, "2.4M samples")),
+    Stage("executed", "executed.jsonl", "execution filter (sandbox)", "samples", "responses", "execute",
+          card="samples that passed their own tests in the sandbox",
+          paper=PaperFigure(500_000, "~500k samples pass")),
+    Stage("sanitized", "sanitized.jsonl", "sanitized (four sections)", "samples", "executed", "sanitize",
+          card="samples in the four-section response format", importable=False),
+    Stage("cleaned", "cleaned.jsonl", "cleaned (dedup, one per instruction)", "samples", "sanitized",
+          "clean", card="one response per unique instruction, diverse function names", importable=False),
+    Stage("sft", "sft.jsonl", "SFT set (SMART rewrite, decontaminated)", "samples", "cleaned", "sft",
+          card="final records (SMART rewrite, decontaminated)", importable=False,
+          paper=PaperFigure(50_000, "50k examples")),
+)
+
+BY_KEY: dict[str, Stage] = {s.key: s for s in STAGES}
+
+#: Stages with an artifact of their own (every stage but the ``samples`` counting row).
+ARTIFACT_STAGES: tuple[Stage, ...] = tuple(s for s in STAGES if s.key != "samples")
+
+#: The stages ``start_from`` can stand in for, in chain order, with the artifact each writes.
+IMPORT_STAGES: dict[str, str] = {s.key: s.artifact for s in STAGES if s.importable}
+
+#: The seed stages (before the model is asked anything).
+SEED_STAGES: tuple[str, ...] = ("raw", "dedup", "quality", "filtered")
+
+DROPPED_SUFFIX = ".dropped.jsonl"
+
+#: The reason prefix of a drop record for one sample of a record the stage kept (the I->R
+#: stage's unparsable samples): counted in the sidecar's ``stats.sample_drops``, not ``drops``.
+SAMPLE_DROP_PREFIX = "sample:"
+
+
+def stage(key: str) -> Stage:
+    try:
+        return BY_KEY[key]
+    except KeyError:
+        raise KeyError(f"no stage {key!r}; the chain is {', '.join(BY_KEY)}") from None
+
+
+def by_sidecar_stage(name: str) -> Stage | None:
+    """The artifact stage whose sidecar says ``stage: name`` (``import.<key>`` for an import)."""
+    if name.startswith("import."):
+        return BY_KEY.get(name.removeprefix("import."))
+    for s in ARTIFACT_STAGES:
+        if s.sidecar_stage == name:
+            return s
+    return None
+
+
+def dropped_path(artifact: str | os.PathLike[str]) -> Path:
+    """``x.jsonl`` -> ``x.dropped.jsonl``: the drop file beside a stage's output (or shard)."""
+    path = Path(artifact)
+    stem = path.name.removesuffix(".jsonl")
+    return path.with_name(stem + DROPPED_SUFFIX)
+
+
+def root_id(record_id: str, *, per_sample: bool) -> str:
+    """The id of the record a record or sample came from: ``<id>/<sample>`` -> ``<id>``."""
+    if per_sample:
+        head, sep, tail = record_id.rpartition("/")
+        if sep and tail.isdigit():
+            return head
+    return record_id
