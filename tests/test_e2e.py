@@ -17,6 +17,7 @@ import pytest
 import yaml
 from workflow_utils import copy_workflow, kill_group, run, start
 
+from selfalign import chain
 from selfalign.determinism import PORTABLE_CPU_ENV
 
 # A tiny chain takes 8-20 minutes on 2 cores (the CPU decides); the module-wide 900 s limit
@@ -24,7 +25,8 @@ from selfalign.determinism import PORTABLE_CPU_ENV
 CHAIN_TIMEOUT_S = 2700
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2 * CHAIN_TIMEOUT_S + 600)]
 
-SEED_ARTIFACTS = ("raw.jsonl", "dedup.jsonl", "dedup.duplicates.jsonl", "quality.jsonl", "filtered.jsonl")
+# The chain's artifacts come from its one definition (selfalign.chain).
+SEED_ARTIFACTS = (*(chain.stage(k).artifact.removeprefix("seeds/") for k in chain.SEED_STAGES), "dedup.duplicates.jsonl")
 MODEL_FILES = (
     "model.safetensors",
     "config.json",
@@ -33,8 +35,9 @@ MODEL_FILES = (
     "tokenizer_config.json",
     "training_log.json",
 )
-GENERATED = ("seeds/judged.jsonl", "concepts.jsonl", "instructions.jsonl", "responses.jsonl")
-EXECUTED = "executed.jsonl"
+GENERATED = tuple(s.artifact for s in chain.ARTIFACT_STAGES if s.sidecar_stage.startswith("generate."))
+EXECUTED = chain.stage("executed").artifact
+DROPPED = tuple(str(chain.dropped_path(s.artifact)) for s in chain.ARTIFACT_STAGES if s.drops)
 CURATED = ("sanitized.jsonl", "cleaned.jsonl", "sft.jsonl", "sft.parquet", "README.md", "decontamination.json")
 CHECKPOINT_FILES = ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
                     "tokenizer_config.json", "chat_template.jinja")
@@ -49,7 +52,7 @@ def _artifacts(workdir: Path) -> dict[str, bytes]:
     found = {f"seeds/{name}": (results / "seeds" / name).read_bytes() for name in SEED_ARTIFACTS}
     found.update({f"model/base/{name}": (results / "model" / "base" / name).read_bytes() for name in MODEL_FILES})
     found.update({name: (results / name).read_bytes() for name in (*GENERATED, EXECUTED, *CURATED, *EVALUATED,
-                                                                   *REPORTED)})
+                                                                   *REPORTED, *DROPPED)})
     found.update({f"checkpoint/{name}": (results / "checkpoint" / name).read_bytes() for name in CHECKPOINT_FILES})
     return found
 
@@ -244,8 +247,6 @@ def test_tiny_chain_names_every_dropped_record_and_explains_a_seed(clean_run: Pa
     import subprocess
     import sys
     from collections import Counter
-
-    from selfalign import chain
 
     results = clean_run / "results" / "tiny"
     for stage in chain.ARTIFACT_STAGES:

@@ -3,8 +3,8 @@
 At the end of each stage (in the CLI, after its sidecar) :func:`build_index` writes
 ``<artifact stem>.index.sqlite`` beside the artifact: for every record it kept (a line of the
 artifact) and every record it dropped (a line of its drop file), the record's root id (the
-seed's id; a sample ``<id>/<k>`` has root ``<id>``), its own id and the byte offset of its
-line. :func:`explain` then answers with one indexed lookup per stage and a seek per record
+seed's id; a sample ``<id>/<k>`` has root ``<id>``), the rest of its own id and the byte offset
+of its line. :func:`explain` then answers with one indexed lookup per stage and a seek per record
 found, never a scan, so a query costs the same on the tiny run as on a paper-sized one
 (benchmarks/explain.py). An index remembers the sha256 its sidecar gave the artifact and the
 drop file; a stale or missing index is an error that says how to rebuild it
@@ -31,7 +31,7 @@ from .provenance import sidecar_path
 from .records import JsonObj
 
 INDEX_SUFFIX = ".index.sqlite"
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 _ID_PREFIX = b'{"id":"'
 _SAMPLE = re.compile(r"^(?P<root>.+)/(?P<sample>\d+)$")
 
@@ -88,21 +88,25 @@ def build_index(artifact: str | os.PathLike[str]) -> Path | None:
         db.executescript(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
             "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
-            "CREATE TABLE rows (root TEXT NOT NULL, id TEXT NOT NULL, kept INTEGER NOT NULL, offset INTEGER NOT NULL);"
+            # one B-tree keyed by the root id (no separate index); a sample's id is its root plus
+            # the suffix stored ('/3'), a record's is its root (suffix '')
+            "CREATE TABLE rows (root TEXT NOT NULL, kept INTEGER NOT NULL, offset INTEGER NOT NULL,"
+            " suffix TEXT NOT NULL, PRIMARY KEY (root, kept, offset)) WITHOUT ROWID;"
         )
 
-        def rows() -> Iterator[tuple[str, str, int, int]]:
+        def row(rid: str, kept: int, offset: int, per_sample: bool) -> tuple[str, int, int, str]:
+            root = root_id(rid, per_sample=per_sample)
+            return root, kept, offset, rid[len(root):]
+
+        def rows() -> Iterator[tuple[str, int, int, str]]:
             for offset, line in _lines(artifact):
-                rid = _record_id(line)
-                yield root_id(rid, per_sample=stage.per_sample), rid, 1, offset
+                yield row(_record_id(line), 1, offset, stage.per_sample)
             if drops.is_file():
                 for offset, line in _lines(drops):
-                    rid = _record_id(line)
                     per_sample = stage.per_sample or _drop_reason(line).startswith(SAMPLE_DROP_PREFIX)
-                    yield root_id(rid, per_sample=per_sample), rid, 0, offset
+                    yield row(_record_id(line), 0, offset, per_sample)
 
         db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?)", rows())
-        db.execute("CREATE INDEX rows_root ON rows (root)")
         facts = {
             "version": str(INDEX_VERSION),
             "stage": stage.key,
@@ -189,9 +193,10 @@ def _read_at(path: Path, offset: int) -> JsonObj:
 def _lookup(results: Path, stage: Stage, db: sqlite3.Connection, root: str, sample: str | None) -> list[Found]:
     artifact = results / stage.artifact
     found = []
-    for rid, kept, offset in db.execute(
-        "SELECT id, kept, offset FROM rows WHERE root = ? ORDER BY kept DESC, rowid", (root,)
+    for suffix, kept, offset in db.execute(
+        "SELECT suffix, kept, offset FROM rows WHERE root = ? ORDER BY kept DESC, offset", (root,)
     ):
+        rid = root + suffix
         if sample is not None and rid not in (sample, root):
             continue
         found.append(Found(rid, bool(kept), _read_at(artifact if kept else dropped_path(artifact), offset)))
