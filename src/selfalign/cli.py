@@ -9,6 +9,8 @@ workflow passes, so a stage run by hand is the stage the workflow runs.
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
 import json
 import logging
 import shutil
@@ -16,6 +18,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -182,49 +185,66 @@ def cmd_dedup(args: argparse.Namespace) -> None:
     )
 
 
-def _sharded_stage(
-    args: argparse.Namespace,
-    stage: str,
-    run: Callable[..., StageStats],
-    params_cls: Any,
-    extra: dict[str, Any] | None = None,
-    **kwargs: Any,
-) -> None:
-    """A record-sharded stage: ``run(input, out, params, shard=, num_shards=, ...)``, then its
-    sidecar with the shard in it."""
+@dataclass(frozen=True)
+class RecordStage:
+    """One row of the stage table: a stage that reads one JSONL (``--input``) and writes one
+    (``--out``), with its sidecar and drop file. Its command is built from the row."""
+
+    command: tuple[str, ...]  # the words after `selfalign`, e.g. ("seeds", "quality")
+    help: str
+    sidecar_stage: str  # what its sidecar's ``stage`` says (selfalign.chain.Stage.sidecar_stage)
+    run: str  # "module:function", called as run(input, out[, params], **options) -> StageStats
+    params: str | None = None  # "module:Class" (from_dict) of its --params; None: it takes none
+    shards: bool = False  # --shard / --num-shards, passed on as shard= / num_shards=
+    workers: bool = False  # --workers, passed on as workers=
+    input_help: str = "the JSONL the stage reads (the artifact of the stage before it)"
+    sidecar_extra: tuple[tuple[str, Any], ...] = ()  # constant facts for its sidecar
+
+
+#: The record stages whose commands are built from this table (the others need arguments of
+#: their own: extraction, the k-way merge, dedup's duplicates file, the generation server, the
+#: SFT set's parquet/card/report, training, evaluation).
+RECORD_STAGES: tuple[RecordStage, ...] = (
+    RecordStage(("seeds", "quality"), "return-value check, autoimport, Pyright", "seeds.quality",
+                "selfalign.seeds.quality:run_quality", "selfalign.seeds.quality:QualityParams",
+                shards=True, workers=True),
+    RecordStage(("seeds", "filter"), "heuristic filters and benchmark decontamination", "seeds.filter",
+                "selfalign.seeds.filter:run_filter", "selfalign.seeds.filter:FilterParams", shards=True),
+    RecordStage(("execute",), "run each response's code and tests in the sandbox; keep passing samples",
+                "execute", "selfalign.execution:run_execution", "selfalign.execution:ExecutionParams",
+                shards=True, input_help="responses.jsonl (or upstream I->R records)",
+                sidecar_extra=(("counted", "samples"),)),
+    RecordStage(("curate", "sanitize"), "upstream's response-format checks (raw mode)", "sanitize",
+                "selfalign.curation:run_sanitize", input_help="executed.jsonl"),
+    RecordStage(("curate", "clean"), "seeded shuffle, exact dedup, function-name diversity", "clean",
+                "selfalign.curation:run_clean", "selfalign.curation:CleanParams", input_help="sanitized.jsonl"),
+)
+
+
+def _load(target: str) -> Any:
+    """``module:attribute``, imported when the command runs (so --help imports no stage)."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def run_record_stage(spec: RecordStage, args: argparse.Namespace) -> None:
+    """Run one table stage as its command line asks, then write its sidecar and drop file."""
     started = time.time()
-    params = parse_params(args.params)
-    stats = run(
-        args.input,
-        args.out,
-        params_cls.from_dict(params),
-        shard=args.shard,
-        num_shards=args.num_shards,
-        show_progress=not args.no_progress,
-        **kwargs,
-    )
-    _finish(
-        Path(args.out),
-        stats,
-        stage=stage,
-        inputs=[args.input],
-        params=params,
-        started=started,
-        extra={"shard": args.shard, "num_shards": args.num_shards, **(extra or {})},
-        drop_file=True,
-    )
-
-
-def cmd_quality(args: argparse.Namespace) -> None:
-    from .seeds.quality import QualityParams, run_quality
-
-    _sharded_stage(args, "seeds.quality", run_quality, QualityParams, workers=args.workers)
-
-
-def cmd_filter(args: argparse.Namespace) -> None:
-    from .seeds.filter import FilterParams, run_filter
-
-    _sharded_stage(args, "seeds.filter", run_filter, FilterParams)
+    params = parse_params(args.params) if spec.params is not None else {}
+    positional: list[Any] = [args.input, args.out]
+    if spec.params is not None:
+        positional.append(_load(spec.params).from_dict(params))
+    options: dict[str, Any] = {"show_progress": not args.no_progress}
+    extra: dict[str, Any] = {}
+    if spec.shards:
+        options.update(shard=args.shard, num_shards=args.num_shards)
+        extra.update(shard=args.shard, num_shards=args.num_shards)
+    if spec.workers:
+        options["workers"] = args.workers
+    extra.update(spec.sidecar_extra)
+    stats = _load(spec.run)(*positional, **options)
+    _finish(Path(args.out), stats, stage=spec.sidecar_stage, inputs=[args.input], params=params,
+            started=started, extra=extra or None, drop_file=True)
 
 
 def cmd_import(args: argparse.Namespace) -> None:
@@ -308,29 +328,6 @@ def cmd_generate(args: argparse.Namespace) -> None:
         extra={"shard": args.shard, "num_shards": args.num_shards},
         drop_file=True,
     )
-
-
-def cmd_execute(args: argparse.Namespace) -> None:
-    from .execution import ExecutionParams, run_execution
-
-    _sharded_stage(args, "execute", run_execution, ExecutionParams, extra={"counted": "samples"})
-
-
-def cmd_curate_sanitize(args: argparse.Namespace) -> None:
-    from .curation import run_sanitize
-
-    started = time.time()
-    stats = run_sanitize(args.input, args.out, show_progress=not args.no_progress)
-    _finish(Path(args.out), stats, stage="sanitize", inputs=[args.input], params={}, started=started, drop_file=True)
-
-
-def cmd_curate_clean(args: argparse.Namespace) -> None:
-    from .curation import CleanParams, run_clean
-
-    started = time.time()
-    params = parse_params(args.params)
-    stats = run_clean(args.input, args.out, CleanParams.from_dict(params), show_progress=not args.no_progress)
-    _finish(Path(args.out), stats, stage="clean", inputs=[args.input], params=params, started=started, drop_file=True)
 
 
 def cmd_curate_sft(args: argparse.Namespace) -> None:
@@ -782,18 +779,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, workers=True)
     p.set_defaults(func=cmd_dedup)
 
-    p = seeds_sub.add_parser("quality", help="return-value check, autoimport, Pyright")
-    p.add_argument("--input", required=True)
-    p.add_argument("--out", required=True)
-    _add_common(p, shards=True, workers=True)
-    p.set_defaults(func=cmd_quality)
-
-    p = seeds_sub.add_parser("filter", help="heuristic filters and benchmark decontamination")
-    p.add_argument("--input", required=True)
-    p.add_argument("--out", required=True)
-    _add_common(p, shards=True)
-    p.set_defaults(func=cmd_filter)
-
     p = sub.add_parser("import", help="start the chain from a published dataset or a local JSONL")
     p.add_argument("--out", required=True)
     _add_common(p)
@@ -816,24 +801,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_common(p, shards=True)
         p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("execute", help="run each response's code and tests in the sandbox; keep passing samples")
-    p.add_argument("--input", required=True, help="responses.jsonl (or upstream I->R records)")
-    p.add_argument("--out", required=True)
-    _add_common(p, shards=True)
-    p.set_defaults(func=cmd_execute)
-
     cur = sub.add_parser("curate", help="execution-filtered samples -> sanitized -> cleaned -> SFT data")
     cur_sub = cur.add_subparsers(dest="curate_stage", required=True)
-    p = cur_sub.add_parser("sanitize", help="upstream's response-format checks (raw mode)")
-    p.add_argument("--input", required=True, help="executed.jsonl")
-    p.add_argument("--out", required=True)
-    _add_common(p, params=False)
-    p.set_defaults(func=cmd_curate_sanitize)
-    p = cur_sub.add_parser("clean", help="seeded shuffle, exact dedup, function-name diversity")
-    p.add_argument("--input", required=True, help="sanitized.jsonl")
-    p.add_argument("--out", required=True)
-    _add_common(p)
-    p.set_defaults(func=cmd_curate_clean)
     p = cur_sub.add_parser("sft", help="SMART rewrite and decontamination: the SFT dataset")
     p.add_argument("--input", required=True, help="cleaned.jsonl")
     p.add_argument("--out", required=True, help="sft.jsonl")
@@ -845,6 +814,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", default=None, help="which recipe made it, for the card (release or an overlay)")
     _add_common(p)
     p.set_defaults(func=cmd_curate_sft)
+
+    groups = {(): sub, ("seeds",): seeds_sub, ("curate",): cur_sub}
+    for spec in RECORD_STAGES:
+        p = groups[spec.command[:-1]].add_parser(spec.command[-1], help=spec.help)
+        p.add_argument("--input", required=True, help=spec.input_help)
+        p.add_argument("--out", required=True)
+        _add_common(p, params=spec.params is not None, shards=spec.shards, workers=spec.workers)
+        p.set_defaults(func=functools.partial(run_record_stage, spec))
 
     p = sub.add_parser("model-texts", help="write the prompt layouts the tiny model is trained on")
     p.add_argument("--out-dir", required=True)
