@@ -184,3 +184,21 @@ def test_a_killed_execution_resumes_to_the_same_bytes(tmp_path: Path) -> None:
     assert out.read_bytes() == whole.read_bytes()
     meta = json.loads(out.with_name(out.name + ".meta.json").read_text())
     assert meta["counts"] == {"in": 16, "out": 10, "dropped": 6}
+
+
+def test_the_verdict_cache_runs_identical_code_once_and_changes_no_byte(tmp_path: Path) -> None:
+    ok = response("def f():\n    return 1", "assert f() == 1")
+    bad = response("def f():\n    return 2", "assert f() == 1")
+    path = tmp_path / "responses.jsonl"
+    write_jsonl(path, [
+        {"id": "a", "responses": [{"sample": k, "response": r} for k, r in enumerate([ok, bad, ok, ok, bad])]},
+        {"id": "b", "responses": [{"sample": 0, "response": ok}, {"sample": 1, "response": "no code"}]},
+    ])
+    outputs = {}
+    for cache in (False, True):
+        out = tmp_path / f"cache-{cache}" / "executed.jsonl"
+        stats = run_execution(path, out, ExecutionParams.from_dict({**PARAMS, "verdict_cache": cache}), show_progress=False)
+        outputs[cache] = (out.read_bytes(), (out.parent / "executed.dropped.jsonl").read_bytes(), dict(stats.drops))
+        assert stats.extra["sandbox_runs"] == (2 if cache else 6) and stats.extra["verdict_cache"] is cache
+    assert outputs[True] == outputs[False]
+    assert outputs[True][2] == {"fail:assertion": 2, "no_code": 1}
