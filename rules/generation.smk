@@ -54,8 +54,8 @@ if TINY_MODEL:
 # whose sidecar says generate.<stage> (judge writes "judged").
 GENERATION = [
     (s.sidecar_stage.removeprefix("generate."), f"{RESULTS}/{BY_KEY[s.reads].artifact}", f"{RESULTS}/{s.artifact}", s.key)
-    for s in STAGES
-    if s.sidecar_stage.startswith("generate.") and s.key != "samples"
+    for s in ARTIFACT_STAGES
+    if s.sidecar_stage.startswith("generate.")
 ]
 
 for _stage, _input, _output, _key in GENERATION:

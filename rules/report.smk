@@ -11,7 +11,7 @@
 
 # The chain's stages this run builds or imports (selfalign.chain.STAGES): the first is
 # start_from's, if any; each built here has its drop file.
-REPORT_STAGES = [s for s in STAGES if s.key != "samples" and (s.key not in IMPORT_STAGES or present(s.key))]
+REPORT_STAGES = [s for s in ARTIFACT_STAGES if s.key not in IMPORT_STAGES or present(s.key)]
 REPORT_DROPPED = [
     dropped(f"{RESULTS}/{s.artifact}")
     for s in REPORT_STAGES

@@ -4,6 +4,7 @@ the files are in input order, survive a kill, and agree with the sidecars' count
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -83,7 +84,9 @@ def test_finish_hashes_the_drop_file_into_the_sidecar_and_indexes_it(tmp_path: P
     _finish(artifact, stats, stage="sanitize", inputs=[], params={}, started=0.0, drop_file=True)
     meta = json.loads((tmp_path / "sanitized.jsonl.meta.json").read_text())
     assert meta["dropped"]["file"] == "sanitized.dropped.jsonl" and meta["dropped"]["records"] == 1
-    assert (tmp_path / "sanitized.index.sqlite").is_file()
+    with sqlite3.connect(tmp_path / "sanitized.index.sqlite") as db:  # both lines indexed by root id
+        rows = db.execute("SELECT root, kept, suffix FROM rows ORDER BY kept").fetchall()
+    assert rows == [("b", 0, "/1"), ("a", 1, "/0")]
 
 
 def test_a_failed_sample_says_which_line_raised_what() -> None:
@@ -122,21 +125,18 @@ def _response(tests: str = "assert f(1) == 1") -> str:
 
 def test_sanitize_and_clean_drop_records_match_their_counts(tmp_path: Path) -> None:
     executed = tmp_path / "executed.jsonl"
-    write_jsonl(executed, [
-        {"id": "a/0", "instruction": "Write f.", "response": _response()},
-        {"id": "b/0", "instruction": "Write f.", "response": _response("assert f(2) == 2")},
-        {"id": "c/0", "instruction": "no tags", "response": "just text"},
-        {"id": "d/0", "instruction": "Write g.", "response": _response()},
-    ])
+    same = [{"id": f"s{i}/0", "instruction": "Write f.", "response": _response(f"assert f({i}) == {i}")}
+            for i in range(8)]
+    write_jsonl(executed, [*same, {"id": "t/0", "instruction": "no tags", "response": "just text"}])
     sanitized = tmp_path / "sanitized.jsonl"
     stats = run_sanitize(executed, sanitized, show_progress=False)
-    assert [r["id"] for r in stats.dropped] == ["c/0"] and stats.dropped[0]["detail"]["tags"]["[Tests]"] == 0
+    assert [r["id"] for r in stats.dropped] == ["t/0"] and stats.dropped[0]["detail"]["tags"]["[Tests]"] == 0
     cleaned = tmp_path / "cleaned.jsonl"
     stats = run_clean(sanitized, cleaned, CleanParams.from_dict({}), show_progress=False)
-    kept = {r["id"] for r in read_jsonl(cleaned)}
-    assert len(stats.dropped) == sum(stats.drops.values()) == 2
-    # in input order, and each names the kept record it duplicated
-    ids = [r["id"] for r in stats.dropped]
-    assert ids == sorted(ids)
-    for record in stats.dropped:
-        assert record["detail"]["duplicate_of"] in kept
+    (kept,) = [r["id"] for r in read_jsonl(cleaned)]
+    assert len(stats.dropped) == sum(stats.drops.values()) == 7
+    # in input order although clean visits them in its seeded shuffle, each naming the one kept
+    assert [r["id"] for r in stats.dropped] == [r["id"] for r in same if r["id"] != kept]
+    positions = [r["detail"]["shuffled_position"] for r in stats.dropped]
+    assert positions != sorted(positions)
+    assert all(r["reason"] == "duplicate_instruction" and r["detail"]["duplicate_of"] == kept for r in stats.dropped)

@@ -50,7 +50,7 @@ class Stage:
     @property
     def per_sample(self) -> bool:
         """Its records are samples (``<record id>/<sample>``), not whole records."""
-        return self.unit == "samples" and self.key != "samples"
+        return self.unit == "samples" and not self.counted_in_stats
 
 
 #: The chain from seed functions to the SFT set. ``samples`` is the I->R stage counted in
@@ -90,7 +90,7 @@ STAGES: tuple[Stage, ...] = (
 BY_KEY: dict[str, Stage] = {s.key: s for s in STAGES}
 
 #: Stages with an artifact of their own (every stage but the ``samples`` counting row).
-ARTIFACT_STAGES: tuple[Stage, ...] = tuple(s for s in STAGES if s.key != "samples")
+ARTIFACT_STAGES: tuple[Stage, ...] = tuple(s for s in STAGES if not s.counted_in_stats)
 
 #: The stages ``start_from`` can stand in for, in chain order, with the artifact each writes.
 IMPORT_STAGES: dict[str, str] = {s.key: s.artifact for s in STAGES if s.importable}

@@ -81,7 +81,7 @@ from .records import (
     iter_jsonl,
     iter_jsonl_offsets,
 )
-from .stage import StageStats, cap_detail, detail_cap, progress_bar
+from .stage import StageStats, drop_record, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -484,8 +484,7 @@ def run_clean(
 
     def drop(index: int, position: int, reason: str, **detail: Any) -> None:
         stats.drop(reason)
-        dropped[index] = {"id": entries[index].id, "reason": reason,
-                          "detail": cap_detail({"shuffled_position": position, **detail}, detail_cap())}
+        dropped[index] = drop_record(entries[index].id, reason, {"shuffled_position": position, **detail})
 
     for position, index in enumerate(shuffled_order(len(entries), params.seed, params.shuffle)):
         entry = entries[index]

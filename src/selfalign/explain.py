@@ -209,7 +209,7 @@ def explain(results_dir: str | os.PathLike[str], query: str) -> list[StageStep]:
     results = Path(results_dir)
     if not results.is_dir():
         raise ExplainError(f"{results}: no such results directory")
-    stages = [s for s in chain.ARTIFACT_STAGES]
+    stages = list(chain.ARTIFACT_STAGES)
     dbs = {s.key: _open_index(results, s) for s in stages}
     try:
         root, sample = query, None

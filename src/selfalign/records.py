@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from .chain import dropped_path
+from .stage import detail_cap
+
 JsonObj = dict[str, Any]
 
 
@@ -188,8 +191,6 @@ class ResumableOutput:
     """
 
     def __init__(self, output: str | os.PathLike[str], fingerprint_value: str, *, drops: bool = False):
-        from .stage import detail_cap
-
         self.output = Path(output)
         self.drops = drops  # a stage that drops records: keep its units' drop records
         self.parts = self.output.with_name(self.output.name + ".parts")
@@ -241,8 +242,6 @@ class ResumableOutput:
     def finalize(self, n_units: int) -> list[JsonObj]:
         """Concatenate units ``0..n_units-1`` into the output and their drop records into its
         drop file; returns their stats in order."""
-        from .chain import dropped_path
-
         missing = [u for u in range(n_units) if not self.done(u)]
         if missing:
             raise RuntimeError(f"{self.output}: cannot finalize, units not done: {missing[:10]}")

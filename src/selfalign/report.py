@@ -169,7 +169,7 @@ def _sorted_drops(drops: Mapping[str, int]) -> dict[str, int]:
 
 
 def _funnel_row(stage: Stage, meta: Mapping[str, Any], where: Path) -> FunnelRow:
-    if stage.key == "samples":
+    if stage.counted_in_stats:
         stats = meta.get("stats")
         if not isinstance(stats, dict) or not all(
             isinstance(stats.get(k), int) for k in ("samples", "samples_kept")
@@ -208,7 +208,7 @@ def build_funnel(results_dir: str | os.PathLike[str]) -> list[FunnelRow]:
         where = sidecar_path(results_dir / stage.artifact)
         row = _funnel_row(stage, load_sidecar(where), where)
         # I->R's samples are counted in another unit than the instructions before them
-        if rows and stage.key != "samples":
+        if rows and not stage.counted_in_stats:
             row.chained = row.n_in + sum(row.skipped.values()) == rows[-1].n_out
         rows.append(row)
     return rows

@@ -45,6 +45,13 @@ def cap_detail(detail: Mapping[str, Any], cap: int) -> dict[str, Any]:
     return {k: cut(k, v) for k, v in detail.items()}
 
 
+def drop_record(id: str, reason: str, detail: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One line of a drop file: ``{id, reason, detail}``, detail strings capped (:func:`detail_cap`).
+    :meth:`StageStats.drop` makes these; a stage that must order or count them itself (clean's
+    input order, I->R's per-sample drops) makes them here too."""
+    return {"id": id, "reason": reason, "detail": cap_detail(detail or {}, detail_cap())}
+
+
 @dataclass
 class StageStats:
     """Counts a stage reports; the CLI turns them into the artifact's sidecar.
@@ -70,7 +77,7 @@ class StageStats:
         if id is not None:
             if n != 1:
                 raise ValueError("a drop record names one record: n must be 1 with an id")
-            self.dropped.append({"id": id, "reason": reason, "detail": cap_detail(detail or {}, detail_cap())})
+            self.dropped.append(drop_record(id, reason, detail))
 
     def merge(self, other: StageStats) -> None:
         self.n_in += other.n_in

@@ -40,7 +40,7 @@ from ..chain import SAMPLE_DROP_PREFIX, dropped_path
 from ..config import check_choice, reject_unknown
 from ..records import JsonObj, RecordError, count_lines, fingerprint, iter_jsonl, sha256_file
 from ..serving import ModelSpec, ServingParams, ServingSettings, serve
-from ..stage import StageStats, cap_detail, detail_cap, shard_bounds
+from ..stage import StageStats, drop_record, shard_bounds
 from .client import (
     ClientParams,
     CompletionRequest,
@@ -422,14 +422,12 @@ class _StageRun:
                 sample_drops[f"parse_{exc.reason}"] += 1
                 # one drop record per dropped sample too (reason sample:<why>): the funnel's
                 # sample row counts them (stats.sample_drops), not the record drops
-                failed.append(
-                    {"id": f"{record['id']}/{sample}", "reason": f"{SAMPLE_DROP_PREFIX}parse_{exc.reason}",
-                     "detail": _parse_detail(index, finish_reason, text)}
-                )
+                failed.append(drop_record(f"{record['id']}/{sample}", f"{SAMPLE_DROP_PREFIX}parse_{exc.reason}",
+                                          _parse_detail(index, finish_reason, text)))
                 continue
             responses.append({"sample": sample, "response": response})
         stats.extra = {"samples_kept": len(responses), "sample_drops": dict(sample_drops)}
-        stats.dropped.extend({**f, "detail": cap_detail(f["detail"], detail_cap())} for f in failed)
+        stats.dropped.extend(failed)
         if not responses:
             stats.drop("no_response", id=str(record["id"]), detail={"index": index, "samples": len(result.choices)})
             return None, stats

@@ -35,7 +35,7 @@ from ..records import (
     sha256_file,
     write_json,
 )
-from ..stage import StageStats, progress, progress_bar
+from ..stage import StageStats, drop_record, progress, progress_bar
 
 NON_ALPHA = re.compile(r"[^A-Za-z_0-9]")
 # datasketch's hashing scheme, named so that a datasketch upgrade cannot change signatures silently.
@@ -241,8 +241,7 @@ def run_dedup(
                 entry: JsonObj = {"id": record["id"], "kept": ids[root]}
                 dup.write(dumps(entry) + "\n")
                 stats.drop("near_duplicate")
-                drops.write(dumps({"id": record["id"], "reason": "near_duplicate",
-                                   "detail": {"duplicate_of": ids[root]}}) + "\n")
+                drops.write(dumps(drop_record(record["id"], "near_duplicate", {"duplicate_of": ids[root]})) + "\n")
     stats.check_balance()
     sizes = sorted(clusters.values(), reverse=True)
     bands = MinHashLSH(threshold=params.threshold, num_perm=params.num_perm)

@@ -37,7 +37,7 @@ from functools import cache
 from importlib import metadata
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import tree_sitter_python
 from tree_sitter import Language, Node, Parser, Query, QueryCursor
@@ -54,7 +54,7 @@ from ..records import (
     iter_jsonl,
     write_jsonl,
 )
-from ..stage import StageStats, progress, shard_bounds
+from ..stage import StageStats, drop_record, progress, shard_bounds
 
 log = logging.getLogger(__name__)
 
@@ -720,10 +720,7 @@ def merge_shards(
     stats = StageStats()
     seen: dict[bytes, str] = {}  # function text's SHA-1 -> the id kept with it
     streams = [_sorted_records(path) for path in inputs]
-    drop_writer = atomic_writer(dropped_path(output))
-    drops = drop_writer.__enter__()
-
-    def merged() -> Iterator[JsonObj]:
+    def merged(drops: IO[str]) -> Iterator[JsonObj]:
         previous: tuple[str, str, int] | None = None
         for record_id, path, lineno, record in heapq.merge(*streams, key=itemgetter(0)):
             stats.n_in += 1
@@ -738,18 +735,13 @@ def merge_shards(
             digest = hashlib.sha1(record["content"].encode("utf-8")).digest()
             if digest in seen:
                 stats.drop("exact_duplicate")
-                drops.write(dumps({"id": record_id, "reason": "exact_duplicate",
-                                   "detail": {"duplicate_of": seen[digest]}}) + "\n")
+                drops.write(dumps(drop_record(record_id, "exact_duplicate", {"duplicate_of": seen[digest]})) + "\n")
                 continue
             seen[digest] = record_id
             yield record
 
-    try:
-        stats.n_out = write_jsonl(output, merged())
-    except BaseException as exc:
-        drop_writer.__exit__(type(exc), exc, exc.__traceback__)
-        raise
-    drop_writer.__exit__(None, None, None)
+    with atomic_writer(dropped_path(output)) as drops:
+        stats.n_out = write_jsonl(output, merged(drops))
     stats.dropped_written = True
     stats.check_balance()
     return stats
