@@ -3,21 +3,28 @@
 Scores all 164 HumanEval+ and 399 MBPP+ tasks with ``selfalign.evaluation.score.run_score``
 (evalplus 0.2.1 inside the gVisor sandbox, time limits from the ground truth measured in the same
 sandbox), then prints the totals, the agreement with upstream's published ``eval_results`` and
-the wall time. The baseline is the published verdicts: the agreement ratio is printed per
-dataset. ``--burn N`` scores every dataset twice in the same run, first on the idle machine (the
+the wall time. Two baselines: the published verdicts (the agreement ratio, per dataset) and,
+for speed, ``python -m evalplus.evaluate --parallel W`` unsandboxed on the same samples and
+dataset files in the same run (``--baseline evalplus``, the default): once with an empty cache
+(it computes the ground truth first, as ours does on every run) and once with the cache it
+wrote (ground truth loaded), each printed as ours / evalplus. ``--burn N`` scores every dataset twice in the same run, first on the idle machine (the
 baseline) and then with N CPU-burning processes alongside, and prints the loaded/idle ratio of
 the pass counts (1.000 = scores do not drop under load) and of the wall times.
 
     .venv/bin/python benchmarks/rescore.py --out-dir /tmp/rescore --workers 2
     .venv/bin/python benchmarks/rescore.py --out-dir /tmp/rescore-load --workers 2 --burn 2
+    .venv/bin/python benchmarks/rescore.py --baseline none        # ours only
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import multiprocessing
 import os
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +33,42 @@ from selfalign.evaluation.score import DataParams, ScoreParams, markdown_table, 
 
 SHARED = Path(os.environ.get("SELFALIGN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 PUBLISHED_TOTALS = {"humaneval": (119, 104, 164), "mbpp": (300, 244, 399)}
+
+
+RELEASES = {"humaneval": ("HumanEvalPlus-v0.1.9", "HUMANEVAL_OVERRIDE_PATH"),
+            "mbpp": ("MbppPlus-v0.1.0", "MBPP_OVERRIDE_PATH")}
+
+
+def _gunzip(src: Path, dst: Path) -> Path:
+    with gzip.open(src, "rb") as fin, open(dst, "wb") as fout:
+        shutil.copyfileobj(fin, fout)
+    return dst
+
+
+def evalplus_unsandboxed(dataset: str, workers: int, work: Path, cache: Path) -> tuple[float, float, float]:
+    """Wall time and base/plus pass@1 of ``python -m evalplus.evaluate`` as a user runs it, on the
+    same released samples and the same pinned dataset file (given through evalplus's
+    ``*_OVERRIDE_PATH``), its cache in ``cache`` (empty: it computes the ground truth first)."""
+    release, env_name = RELEASES[dataset]
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / f"{release}.jsonl"
+    if not data.exists():
+        _gunzip(SHARED / "evalplus" / f"{release}.jsonl.gz", data)
+    samples = _gunzip(SHARED / "upstream" / f"sc2-15b-instruct-{dataset}-samples.jsonl.gz", work / f"{dataset}.jsonl")
+    env = {**os.environ, env_name: str(data), "XDG_CACHE_HOME": str(cache)}
+    cmd = [sys.executable, "-m", "evalplus.evaluate", "--dataset", dataset, "--samples", str(samples),
+           "--parallel", str(workers), "--i-just-wanna-run"]
+    results = work / f"{dataset}_eval_results.json"
+    results.unlink(missing_ok=True)  # else evalplus asks on stdin whether to overwrite it
+    started = time.time()
+    subprocess.run(cmd, env=env, cwd=work, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.time() - started
+    with open(results, encoding="utf-8") as handle:
+        evals = json.load(handle)["eval"]
+    n = len(evals)
+    base = sum(v[0]["base_status"] == "pass" for v in evals.values())
+    plus = sum(v[0]["base_status"] == "pass" and v[0]["plus_status"] == "pass" for v in evals.values())
+    return wall, base / n, plus / n
 
 
 def _burn() -> None:  # pragma: no cover - load generator
@@ -41,6 +84,8 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="first N tasks only (smoke test)")
     parser.add_argument("--burn", type=int, default=0, help="CPU-burning processes to run alongside")
     parser.add_argument("--backend", default="gvisor")
+    parser.add_argument("--baseline", default="evalplus", choices=["evalplus", "none"],
+                        help="also time evalplus.evaluate unsandboxed on the same samples (default)")
     parser.add_argument("--checker", default="release", choices=["release", "evalplus-0.2.1"],
                         help="the release's EvalPlus comparison (default) or evalplus 0.2.1's own")
     args = parser.parse_args()
@@ -56,6 +101,12 @@ def main() -> int:
             p.start()
         try:
             for dataset in args.datasets:
+                baseline: list[tuple[str, float, float, float]] = []
+                if burn == 0 and args.baseline == "evalplus" and args.limit is None:
+                    cache = out_dir / "evalplus-cache" / dataset
+                    shutil.rmtree(cache, ignore_errors=True)
+                    for kind in ("cold cache", "warm cache"):
+                        baseline.append((kind, *evalplus_unsandboxed(dataset, args.workers, out_dir / "evalplus", cache)))
                 started = time.time()
                 out = out_dir / (f"{dataset}.json" if burn == 0 else f"{dataset}.burn{burn}.json")
                 score = run_score(
@@ -63,7 +114,8 @@ def main() -> int:
                     dataset,
                     out,
                     data=DataParams(mirrors=[str(SHARED / "evalplus")]),
-                    params=ScoreParams(backend=args.backend, workers=args.workers, checker=args.checker),
+                    params=ScoreParams(backend=args.backend, workers=args.workers, checker=args.checker,
+                                       allow_unsandboxed=args.backend == "none"),
                     limit=args.limit,
                     published=SHARED / "upstream" / f"sc2-15b-instruct-{dataset}-eval-results.json.gz",
                 )
@@ -85,6 +137,16 @@ def main() -> int:
                     print(f"   differs {d['task_id']:<14} {','.join(d['differs']):<10} ours {d['ours']}  "
                           f"published {d['published']}")
                 print(f"   sandbox {json.dumps(score.meta['sandbox'])}  timing {json.dumps(score.meta['timing'])}")
+                phases = score.meta["timing"].get("phases", {})
+                if phases:
+                    n_run = res["n_tasks"]
+                    print("   per task (ms): " + ", ".join(
+                        f"{k.removesuffix('_seconds')} {1000 * v / n_run:.0f}" if k.endswith("_seconds")
+                        else f"{k} {v / n_run:.1f}" for k, v in phases.items()))
+                for kind, ep_wall, ep_base, ep_plus in baseline:
+                    print(f"   evalplus.evaluate unsandboxed, --parallel {args.workers}, {kind}: {ep_wall:.1f} s "
+                          f"(base {100 * ep_base:.1f}%, plus {100 * ep_plus:.1f}%); "
+                          f"ours / evalplus: {wall / ep_wall:.2f}x")
                 if burn == 0:
                     idle[dataset] = (base, plus, wall)
                     results.append(res)

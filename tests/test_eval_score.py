@@ -105,19 +105,39 @@ def test_released_samples_get_the_published_verdicts(
         assert got.get(f"{part}_fail_tests", []) == want[f"{part}_fail_tests"], part
 
 
-@pytest.mark.parametrize("task_id", ["HumanEval/0", "HumanEval/10"])
-def test_inputs_split_into_runs_keep_the_verdict_and_the_failing_input(
-    task_id: str, releases: dict[str, Tasks], sandbox: Sandbox
+@pytest.mark.parametrize(("task_id", "delay"), [("HumanEval/0", 0.005), ("HumanEval/10", 0.25)])
+def test_a_check_stopped_by_evalplus_cap_goes_on_from_the_first_unfinished_input(
+    task_id: str, delay: float, releases: dict[str, Tasks], sandbox: Sandbox
 ) -> None:
-    # evalplus caps one call at 60 s whatever the per-input limits; the scorer splits a part into
-    # calls whose limits sum to at most call_cap_s. With a 3 s cap (3 inputs at the 1 s floor per
-    # call) the verdicts and the reported failing input must equal the published single call's.
+    # evalplus kills one untrusted_check call at min(cap, sum of the limits) + 1 s ("timeout")
+    # although every input is within its own limit; the scorer then goes on from the first
+    # input not finished. With the cap lowered to 1 s (a call ends after 3 s) and the sample
+    # slowed to take longer than that on plus (HumanEval/0: 999 inputs x 5 ms; HumanEval/10:
+    # its 14th input, the one it fails, comes after 3.25 s), one call would give "timeout";
+    # the verdicts and the reported failing input must equal the published single call's.
     task = next(t for t in releases["humaneval"].tasks if t["task_id"] == task_id)
-    solution = task["prompt"] + _samples("humaneval")[task_id]
-    got = score_task(sandbox, "humaneval", task, solution, ScoreParams(call_cap_s=3.0), evalplus_site()).record
+    entry = task["entry_point"]
+    slowed = (
+        task["prompt"] + _samples("humaneval")[task_id]
+        + f"\n\nimport time as _time\n_timed = {entry}\n\n\ndef {entry}(*args):\n"
+        + f"    _time.sleep({delay})\n    return _timed(*args)\n"
+    )
+    got = score_task(sandbox, "humaneval", task, slowed, ScoreParams(call_cap_s=1.0), evalplus_site()).record
     want = _published("humaneval")[task_id]
     assert (got["base_status"], got["plus_status"]) == (want["base_status"], want["plus_status"])
     assert got.get("plus_fail_tests", []) == want["plus_fail_tests"]
+
+
+def test_the_scoring_runner_has_what_every_task_imports_before_the_task_runs(sandbox: Sandbox) -> None:
+    # Preloaded once per sandbox (numpy alone is ~0.3 s of system calls per import under gVisor);
+    # a task's fork inherits them, so importing them again costs nothing.
+    probe = (
+        "import sys\n"
+        f"missing = [m for m in {score_mod.SCORER_PRELOAD!r} if m not in sys.modules]\n"
+        "assert not missing, missing\n"
+    )
+    verdict = sandbox.run(probe, timeout_s=30)
+    assert verdict.status == "pass", verdict.stderr_tail
 
 
 def test_infinite_loop_fails_within_its_time_limit(releases: dict[str, Tasks], sandbox: Sandbox) -> None:
@@ -154,10 +174,18 @@ def test_missing_sample_counts_as_fail(releases: dict[str, Tasks], data: DataPar
     ids = releases["humaneval"].ids[:3]
     path = _write_jsonl(tmp_path / "s.jsonl", [{"task_id": t, "completion": samples[t]} for t in ids[:2]])
     out = tmp_path / "he.json"
-    result = run_score(
+    score = run_score(
         path, "humaneval", out, data=data, limit=3, show_progress=False,
         published=UPSTREAM / "sc2-15b-instruct-humaneval-eval-results.json.gz",
-    ).result
+    )
+    result = score.result
+    # Where the time went, for the two tasks run: one evalplus check call per part each.
+    phases = score.meta["timing"]["phases"]
+    assert phases["check_calls"] == 4
+    assert set(phases) == {"check_calls", "checks_seconds", "ground_truth_seconds", "host_seconds",
+                           "program_start_seconds", "runner_seconds"}
+    assert all(v > 0 for v in phases.values())
+    assert phases["checks_seconds"] + phases["ground_truth_seconds"] < score.meta["timing"]["sandbox_seconds"]
     assert result["n_tasks"] == 3 and result["n_samples"] == 2 and result["missing_samples"] == 1
     assert result["tasks"][ids[2]] == {"base_status": "fail", "plus_status": "fail", "reason": MISSING_SAMPLE}
     assert list(result["tasks"]) == ids

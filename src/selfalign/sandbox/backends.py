@@ -134,6 +134,9 @@ class Backend:
     extra_ro_paths: tuple[str, ...] = ()
     preload: tuple[str, ...] | None = None
     """Modules the runner imports once (None: runner.PRELOAD); see runner.PRELOAD for why."""
+    preload_path: tuple[str, ...] = field(default=(), kw_only=True)
+    """Host directories (mounted via ``extra_ro_paths``) the runner puts on its ``sys.path``
+    before preloading, e.g. the site-packages the scorer's evalplus comes from."""
     memory_limit_bytes: int | None = None
     """Cap on the whole sandbox's memory (gVisor enforces it by killing the sandbox): RLIMIT_AS
     bounds one process, but a sample may fork up to RLIMIT_NPROC of them."""
@@ -150,7 +153,10 @@ class Backend:
 
     def runner_args(self) -> list[str]:
         """Arguments after the runner's path."""
-        return [] if self.preload is None else [f"--preload={','.join(self.preload)}"]
+        args = [f"--path={self.site_packages(path)}" for path in self.preload_path]
+        if self.preload is not None:
+            args.append(f"--preload={','.join(self.preload)}")
+        return args
 
     def argv(self) -> list[str]:
         raise NotImplementedError
@@ -573,11 +579,30 @@ def make_backend(
     allow_unsandboxed: bool = False,
     gvisor_platform: str | None = None,
     preload: tuple[str, ...] | None = None,
+    preload_path: tuple[str, ...] = (),
     memory_limit_bytes: int | None = None,
     image: str | None = None,
 ) -> Backend:
     """Build the backend called ``name`` (``gvisor``, ``bubblewrap``, ``podman`` or ``none``);
     ``image`` is the podman backend's sandbox image (default :data:`DEFAULT_IMAGE`)."""
+    backend = _make_backend(
+        name, python, extra_ro_paths, allow_unsandboxed, gvisor_platform, preload,
+        memory_limit_bytes, image,
+    )
+    backend.preload_path = tuple(preload_path)
+    return backend
+
+
+def _make_backend(
+    name: str,
+    python: str | None,
+    extra_ro_paths: tuple[str, ...],
+    allow_unsandboxed: bool,
+    gvisor_platform: str | None,
+    preload: tuple[str, ...] | None,
+    memory_limit_bytes: int | None,
+    image: str | None,
+) -> Backend:
     python = os.path.realpath(python) if python else real_python()
     prefix = python_prefix(python)
     if name == "gvisor":

@@ -97,6 +97,7 @@ class Sandbox:
         extra_ro_paths: tuple[str, ...] = (),
         gvisor_platform: str | None = None,
         preload: tuple[str, ...] | None = None,
+        preload_path: tuple[str, ...] = (),
         sandbox_memory_bytes: int | None = None,
         image: str | None = None,
         startup_timeout_s: float = 60.0,
@@ -131,6 +132,7 @@ class Sandbox:
             "allow_unsandboxed": allow_unsandboxed,
             "gvisor_platform": gvisor_platform,
             "preload": None if preload is None else tuple(preload),
+            "preload_path": tuple(preload_path),
             "image": image,
             # Default: one sample's full allowance plus room for the runner and gVisor itself.
             "memory_limit_bytes": (

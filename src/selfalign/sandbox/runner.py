@@ -750,11 +750,14 @@ def _verdict(
 
 
 def main(argv: list[str]) -> int:
-    """Serve requests until the host closes our stdin. ``--preload=a,b`` overrides PRELOAD."""
+    """Serve requests until the host closes our stdin. ``--preload=a,b`` overrides PRELOAD;
+    each ``--path=DIR`` goes on ``sys.path`` first (the runner starts with ``-I -S``)."""
     names: tuple[str, ...] = PRELOAD
     for arg in argv:
         if arg.startswith("--preload="):
             names = tuple(n for n in arg.split("=", 1)[1].split(",") if n)
+        elif arg.startswith("--path="):
+            sys.path.insert(0, arg.split("=", 1)[1])
     preload(names)
     _freeze()
     runner = Runner()
