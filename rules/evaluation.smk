@@ -60,7 +60,7 @@ rule eval_score:
         f"{RESULTS}/logs/eval/{{dataset}}.score.log",
     benchmark:
         f"{RESULTS}/benchmarks/eval/{{dataset}}.score.tsv"
-    threads: EVAL["sandbox"].get("workers", 2)
+    threads: EVAL["sandbox"].get("workers", 2)  # sandboxes: as many as the job gets cores
     resources:
         mem_mb=16000,
         runtime=120,
@@ -69,7 +69,7 @@ rule eval_score:
     shell:
         "selfalign eval score --dataset {wildcards.dataset} --version {params.version}"
         " --samples {input} --data-params {params.data:q} --sandbox {params.sandbox:q}"
-        " {params.limit} --out {output.data} > {log} 2>&1"
+        " --workers {threads} {params.limit} --out {output.data} > {log} 2>&1"
 
 
 rule eval_table:
@@ -128,7 +128,7 @@ rule rescore_dataset:
         "results/rescore/logs/{dataset}.log",
     benchmark:
         "results/rescore/benchmarks/{dataset}.tsv"
-    threads: EVAL["sandbox"].get("workers", 2)
+    threads: EVAL["sandbox"].get("workers", 2)  # sandboxes: as many as the job gets cores
     resources:
         mem_mb=16000,
         runtime=120,
@@ -137,7 +137,7 @@ rule rescore_dataset:
     shell:
         "selfalign eval score --dataset {wildcards.dataset} --version {params.version}"
         " --samples {input.samples} {params.published} --data-params {params.data:q}"
-        " --sandbox {params.sandbox:q} --out {output.data} > {log} 2>&1"
+        " --sandbox {params.sandbox:q} --workers {threads} --out {output.data} > {log} 2>&1"
 
 
 rule rescore:

@@ -17,8 +17,10 @@ if built_here("executed"):
             meta=temp(f"{RESULTS}/execute/shard-{{shard}}.jsonl.meta.json"),
             dropped=temp(f"{RESULTS}/execute/shard-{{shard}}.dropped.jsonl"),
         params:
-            execution=json.dumps(
-                {k: v for k, v in config["execution"].items() if k != "shards"}, sort_keys=True
+            # one sandbox per core the job got (execution.workers, or fewer under --cores)
+            execution=lambda wc, threads: json.dumps(
+                {**{k: v for k, v in config["execution"].items() if k != "shards"}, "workers": threads},
+                sort_keys=True,
             ),
             num_shards=EXEC_SHARDS,
         log:

@@ -97,6 +97,18 @@ def test_rescore_target_scores_the_released_samples(workdir: Path) -> None:
     assert '"checker": "release"' in result.stdout
 
 
+def test_sandbox_pools_are_sized_to_the_cores_the_job_gets(workdir: Path) -> None:
+    # config.yaml asks for 16 execution and 8 scoring sandboxes; under --cores 3 each job runs 3.
+    result = run(["-n", "-p", "--cores", "3", "--forceall", "results/paper/executed.jsonl", "rescore"],
+                 workdir, timeout=60)
+    assert result.returncode == 0, result.stdout
+    commands = [line.removeprefix("Shell command: ") for line in result.stdout.splitlines()]
+    execute = [line for line in commands if line.startswith("selfalign execute ")]
+    assert len(execute) == 8 and all('"workers": 3' in line for line in execute), execute[:1]
+    scores = [line for line in commands if line.startswith("selfalign eval score ")]
+    assert len(scores) == 2 and all(" --workers 3 " in line for line in scores), scores
+
+
 def test_lint_is_clean(workdir: Path) -> None:
     result = run(["--lint"], workdir, timeout=60)
     assert result.returncode == 0, result.stdout
