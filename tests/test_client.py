@@ -295,8 +295,8 @@ def collect(
 def test_params_reject_unknown_keys_and_bad_values() -> None:
     with pytest.raises(ValueError, match="unknown client parameter.*max_conncurrency"):
         ClientParams.from_dict({"base_url": "http://x/v1", "model": "m", "max_conncurrency": 2})
-    with pytest.raises(ValueError, match="max_concurrency"):
-        ClientParams(base_url="http://x/v1", model="m", max_concurrency=0)
+    with pytest.raises(ValueError, match="client.max_concurrency must be >= 1, got 0"):
+        ClientParams.from_dict({"base_url": "http://x/v1", "model": "m", "max_concurrency": 0})
     with pytest.raises(ValueError, match="base_url"):
         ClientParams(base_url="localhost:8000", model="m")
     assert ClientParams(base_url="http://x:1/v1/", model="m").base_url == "http://x:1/v1"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,61 @@ def test_local_source_needs_a_path(repo: Path) -> None:
     config["seeds"]["source"] = {"kind": "local"}
     with pytest.raises(ConfigError, match="path"):
         validate_config(config)
+
+
+# Each stage's params class and the config section it reads. Their types, bounds and choices are
+# written once, in the schema; from_dict must refuse whatever the schema refuses, naming the key.
+PARAMS_SECTIONS = [
+    ("selfalign.generation.client:ClientParams", "client", {"base_url": "http://x/v1", "model": "m"}),
+    ("selfalign.evaluation.generate:EvalParams", "evaluation", {}),
+    ("selfalign.evaluation.score:ScoreParams", "evaluation.sandbox", {}),
+    ("selfalign.training.train:TrainParams", "training", {}),
+    ("selfalign.execution:ExecutionParams", "execution", {}),
+    ("selfalign.seeds.extract:SourceParams", "seeds.source", {"kind": "stdlib"}),
+    ("selfalign.seeds.quality:QualityParams", "seeds.quality", {}),
+    ("selfalign.seeds.filter:FilterParams", "seeds.filter", {}),
+    ("selfalign.curation:CleanParams", "curation.clean", {}),
+    ("selfalign.curation:SmartParams", "curation.sft", {}),
+]
+
+
+def _outside(rule: dict) -> list[object]:
+    """Values the schema rule refuses: just past each bound, a wrong type, an unknown choice."""
+    from selfalign.config import load_schema
+
+    while "$ref" in rule:
+        rule = load_schema()["$defs"][rule["$ref"].rsplit("/", 1)[1]]
+    bad: list[object] = []
+    if "minimum" in rule:
+        bad.append(rule["minimum"] - 1)
+    if "exclusiveMinimum" in rule:
+        bad.append(rule["exclusiveMinimum"])
+    if "maximum" in rule:
+        bad.append(rule["maximum"] + 1)
+    if "exclusiveMaximum" in rule:
+        bad.append(rule["exclusiveMaximum"])
+    if "enum" in rule:
+        bad.append("no-such-choice")
+    if rule.get("type") in ("integer", "number", "boolean"):
+        bad.append("text")
+    return bad
+
+
+@pytest.mark.parametrize(("target", "section", "base"), PARAMS_SECTIONS, ids=[s for _, s, _ in PARAMS_SECTIONS])
+def test_params_classes_refuse_what_the_schema_refuses(target: str, section: str, base: dict) -> None:
+    import dataclasses
+    import importlib
+
+    from selfalign.config import section_schema
+
+    module, _, name = target.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    cls.from_dict(dict(base))  # the defaults are valid
+    checked = 0
+    taken = {f.name for f in dataclasses.fields(cls)}  # the rule-level keys (shards) are not its
+    for key, rule in section_schema(section)["properties"].items():
+        for value in _outside(rule) if key in taken else ():
+            with pytest.raises(ValueError, match=rf"^{re.escape(section)}\.{key}\b"):
+                cls.from_dict({**base, key: value})
+            checked += 1
+    assert checked >= 2

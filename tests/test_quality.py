@@ -147,8 +147,8 @@ def test_params_defaults_and_unknown_keys() -> None:
     )
     with pytest.raises(ValueError, match="pyright_batchsize, typo"):
         QualityParams.from_dict({"pyright_batchsize": 10, "typo": 1})
-    with pytest.raises(ValueError, match="pyright_batch_size"):
-        QualityParams(pyright_batch_size=0)
+    with pytest.raises(ValueError, match="seeds.quality.pyright_batch_size must be >= 1, got 0"):
+        QualityParams.from_dict({"pyright_batch_size": 0})
 
 
 # ---------------------------------------------------------------------------- return check

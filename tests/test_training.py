@@ -151,8 +151,8 @@ def test_truncation_is_counted_and_a_prompt_filling_the_window_is_refused(base: 
 def test_params_reject_unknown_and_bad_values() -> None:
     with pytest.raises(ValueError, match="learning_rte"):
         TrainParams.from_dict({"learning_rte": 1e-5})
-    with pytest.raises(ValueError, match="warmup_ratio"):
-        TrainParams(warmup_ratio=1.5)
+    with pytest.raises(ValueError, match=r"training.warmup_ratio must be < 1, got 1.5"):
+        TrainParams.from_dict({"warmup_ratio": 1.5})
     assert TrainParams().gradient_accumulation_steps == 64 and TrainParams().optim == "adafactor"
 
 

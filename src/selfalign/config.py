@@ -11,7 +11,7 @@ import difflib
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -145,3 +145,74 @@ def reject_unknown(cls: type, data: Mapping[str, Any], section: str) -> None:
             f"unknown {section} parameter(s): {', '.join(unknown)} "
             f"(known: {', '.join(sorted(known))})"
         )
+
+
+def section_schema(section: str) -> dict[str, Any]:
+    """The schema of one config section (a dotted path such as ``evaluation.sandbox``), with the
+    root's ``$defs`` so its references resolve, and without the section's own ``required`` (a
+    stage's parameters may leave any key to its default), ``additionalProperties`` (which keys
+    a stage takes is its params class's fields: :func:`reject_unknown`) and the rules that
+    relate two keys (``dependentSchemas``, ``allOf`` conditions: the class states them, with
+    the words a user needs, and the whole config's validation keeps them too)."""
+    root = load_schema()
+    node: Mapping[str, Any] = root
+    for part in section.split("."):
+        node = (node.get("properties") or {}).get(part) or {}
+        while "$ref" in node:
+            node = root["$defs"][node["$ref"].rsplit("/", 1)[1]]
+    dropped = ("required", "additionalProperties", "dependentSchemas", "allOf")
+    sub = {k: v for k, v in node.items() if k not in dropped}
+    return {"$defs": root["$defs"], **sub}
+
+
+_TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "a string",
+               "boolean": "true or false", "null": "null", "array": "a list", "object": "a mapping"}
+
+
+def _bound_message(section: str, error: jsonschema.ValidationError) -> str:
+    """One schema error of a stage's parameters, in the words the classes used to write."""
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        best = max(error.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
+        if best.validator != "type":
+            return _bound_message(section, best)
+    where = _key([section, *error.absolute_path])
+    got = json.dumps(error.instance, default=str)[:80]
+    rule, expected = error.validator, error.validator_value
+    if rule in ("oneOf", "anyOf"):
+        words = [_TYPE_WORDS.get(str(b.get("type")), str(b.get("type"))) for b in expected if "type" in b]
+        return f"{where} must be {' or '.join(words) or 'valid'}, got {got}"
+    if rule == "type":
+        kinds = expected if isinstance(expected, list) else [expected]
+        return f"{where} must be {' or '.join(_TYPE_WORDS.get(str(k), str(k)) for k in kinds)}, got {got}"
+    ops = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+    if rule in ops:
+        return f"{where} must be {ops[rule]} {expected}, got {got}"
+    if rule == "enum":
+        return f"{where} = {got}: must be one of {', '.join(map(str, expected))}"
+    if rule == "pattern" and error.schema.get("description"):
+        return f"{where} = {got}: must be {error.schema['description']}"
+    return f"{where}: {error.message}"
+
+
+def check_params(cls: type, data: Mapping[str, Any], section: str) -> None:
+    """Refuse keys that are not fields of ``cls``, then check each value against the config
+    schema's ``section``: its types, bounds and choices are written there and nowhere else (the
+    class holds the defaults and the rules that relate two fields)."""
+    reject_unknown(cls, data, section)
+    # the values the stage will run with: the class's defaults where the data leaves a key out
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name in data:
+            values[f.name] = data[f.name]
+        elif f.default is not MISSING or f.default_factory is not MISSING:
+            default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[operator]
+            if default is None:  # "not set": the schema has no value to check
+                continue
+            try:
+                values[f.name] = json.loads(json.dumps(default))  # tuples as lists, as in YAML
+            except TypeError:  # a nested params object: its own from_dict checks it
+                pass
+    validator = jsonschema.Draft202012Validator(section_schema(section))
+    errors = sorted(validator.iter_errors(values), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        raise ConfigError("; ".join(dict.fromkeys(_bound_message(section, e) for e in errors)))

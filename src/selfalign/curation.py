@@ -64,14 +64,14 @@ import logging
 import os
 import random
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .chain import STAGES
-from .config import check_choice, reject_unknown
+from .config import check_params
 from .records import (
     JsonObj,
     RecordError,
@@ -305,13 +305,8 @@ class CleanParams:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CleanParams:
-        reject_unknown(cls, data, "curation.clean")
-        made = cls(**dict(data))
-        if made.max_instruction_words is not None and made.max_instruction_words < 1:
-            raise ValueError("curation.clean.max_instruction_words must be >= 1 or null")
-        check_choice("curation.clean.shuffle", made.shuffle, ("python", "numpy"))
-        check_choice("curation.clean.func_names", made.func_names, ("release", "sets"))
-        return made
+        check_params(cls, data, "curation.clean")  # types, bounds, choices: the schema's
+        return cls(**dict(data))
 
 
 @dataclass(frozen=True)
@@ -334,14 +329,8 @@ class SmartParams:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SmartParams:
-        reject_unknown(cls, data, "curation.sft")
-        made = cls(**dict(data))
-        for f in fields(cls):
-            if f.name.startswith("p_") and not 0.0 <= getattr(made, f.name) <= 1.0:
-                raise ValueError(f"curation.sft.{f.name} must be within [0, 1]")
-        check_choice("curation.sft.rng", made.rng, ("global", "per_record"))
-        check_choice("curation.sft.remove_comments", made.remove_comments, ("release", "ast", "off"))
-        return made
+        check_params(cls, data, "curation.sft")  # types, bounds, choices: the schema's
+        return cls(**dict(data))
 
 
 # ---------------------------------------------------------------------------------- helpers

@@ -37,7 +37,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .config import check_choice, reject_unknown
+from .config import check_params
 from .records import (
     JsonObj,
     RecordError,
@@ -49,7 +49,6 @@ from .records import (
     sha256_file,
 )
 from .sandbox.backends import validate_backend_choice
-from .sandbox.core import EXEC_MODES
 from .sandbox.verdict import Verdict
 from .stage import StageStats, progress_bar, shard_bounds
 
@@ -94,15 +93,9 @@ class ExecutionParams:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ExecutionParams:
-        reject_unknown(cls, data, "execution")
+        check_params(cls, data, "execution")  # types, bounds, choices: the schema's
         made = cls(**dict(data))
         validate_backend_choice(made.backend, made.allow_unsandboxed, "execution", made.image)
-        for name in ("workers", "records_per_unit", "memory_mb"):
-            if getattr(made, name) < 1:
-                raise ValueError(f"execution.{name} must be >= 1")
-        if made.timeout_s <= 0:
-            raise ValueError("execution.timeout_s must be > 0")
-        check_choice("execution.exec_mode", made.exec_mode, EXEC_MODES)
         return made
 
     def resolved_sample_site(self) -> str | None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import reject_unknown
+from ..config import check_params
 from ..generation.client import CompletionRequest, CompletionResult, SamplingParams, run_generation
 from ..provenance import model_dir_digest
 from ..records import JsonObj, fingerprint
@@ -59,14 +59,10 @@ class EvalParams:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mirrors", tuple(self.mirrors))
-        if self.max_tokens < 1:
-            raise ValueError(f"evaluation.max_tokens must be >= 1, got {self.max_tokens}")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"evaluation.limit must be null or >= 1, got {self.limit}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EvalParams:
-        reject_unknown(cls, data, "evaluation")
+        check_params(cls, data, "evaluation")  # types and bounds: the schema's
         return cls(**data)
 
     def version(self, dataset: str) -> str:

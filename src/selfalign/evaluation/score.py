@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from ..benchdata import evalplus_release, fetch_pinned, read_gzip_jsonl
-from ..config import check_choice, reject_unknown
+from ..config import check_params, reject_unknown
 from ..records import (
     JsonObj,
     RecordError,
@@ -162,20 +162,11 @@ class ScoreParams:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScoreParams:
-        reject_unknown(cls, data, "sandbox")
+        check_params(cls, data, "evaluation.sandbox")  # types, bounds, choices: the schema's
         made = cls(**dict(data))
-        check_choice("sandbox.checker", made.checker, CHECKERS)
         validate_backend_choice(
             made.backend, made.allow_unsandboxed, "evaluation.sandbox", made.image
         )
-        for name in ("workers", "tasks_per_unit", "nproc"):
-            if getattr(made, name) < 1:
-                raise ValueError(f"sandbox.{name} must be >= 1")
-        if made.memory_mb < 4096 + 512:
-            raise ValueError("sandbox.memory_mb must be >= 4608: evalplus itself sets a 4 GiB RLIMIT_AS")
-        for name in ("timeout_s", "min_time_limit", "gt_time_limit_factor", "call_cap_s"):
-            if getattr(made, name) <= 0:
-                raise ValueError(f"sandbox.{name} must be > 0")
         return made
 
     def to_dict(self) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 import openai
 
-from ..config import reject_unknown
+from ..config import check_params
 from ..records import JsonObj, ResumableOutput, UnitResult, dumps, fingerprint
 from ..serving.launch import LOOPBACK_HOSTS, ServerError, api_base, wait_ready
 from ..stage import StageStats, progress_bar
@@ -114,15 +114,8 @@ class ClientParams:
         self.base_url = api_base(self.base_url)
         if not self.model:
             raise ValueError("client.model must name the served model")
-        for name in ("max_concurrency", "requests_per_unit"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"client.{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_retries < 0:
-            raise ValueError(f"client.max_retries must be >= 0, got {self.max_retries}")
-        for name in ("request_timeout_s", "ready_timeout_s", "backoff_max_s"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"client.{name} must be positive, got {getattr(self, name)}")
-        if not 0 <= self.backoff_initial_s <= self.backoff_max_s:
+        # each value's type and bounds: the config schema's client section (from_dict)
+        if self.backoff_initial_s > self.backoff_max_s:
             raise ValueError(
                 f"client.backoff_initial_s must be in [0, backoff_max_s={self.backoff_max_s}], "
                 f"got {self.backoff_initial_s}"
@@ -131,7 +124,7 @@ class ClientParams:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ClientParams:
         """Build from a config mapping; an unknown key is an error, not a silently ignored typo."""
-        reject_unknown(cls, data, "client")
+        check_params(cls, data, "client")
         return cls(**data)
 
     @property

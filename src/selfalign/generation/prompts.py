@@ -65,7 +65,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from ..config import reject_unknown
+from ..config import check_params
 
 Mode = Literal["S->C", "C->I", "I->R"]
 RequestKind = Literal["S->C", "C->I", "I->R", "judge"]
@@ -134,17 +134,6 @@ class ModeParams:
     num_fewshots: int
     seed: int
 
-    def validate(self, name: str) -> None:
-        """Reject values a server would reject later, naming the config key now."""
-        if self.temperature < 0:
-            raise ValueError(f"generation.{name}.temperature must be >= 0")
-        for key in ("max_tokens", "n", "num_fewshots"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"generation.{name}.{key} must be >= 1")
-        if not all(isinstance(s, str) and s for s in self.stop):
-            raise ValueError(f"generation.{name}.stop must be a list of non-empty strings")
-
-
 _MODE_KEYS: Mapping[RequestKind, str] = {
     "S->C": "concepts",
     "C->I": "instructions",
@@ -204,27 +193,15 @@ class GenerationParams:
 
 
 def _override(current: ModeParams, name: str, override: Mapping[str, Any]) -> ModeParams:
-    reject_unknown(ModeParams, override, f"generation.{name}")
-    values: dict[str, Any] = {}
-    for key, value in override.items():
-        where = f"generation.{name}.{key}"
-        if key == "stop":
-            if isinstance(value, str):
-                value = [value]
-            if not isinstance(value, list | tuple) or not all(isinstance(s, str) for s in value):
-                raise ValueError(f"{where} must be a string or a list of strings")
-            values[key] = tuple(value)
-        elif key == "temperature":
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{where} must be a number")
-            values[key] = float(value)
-        else:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{where} must be an integer")
-            values[key] = value
-    result = replace(current, **values)
-    result.validate(name)
-    return result
+    # each value's type and bounds: the config schema's sampling (generation.<kind>)
+    check_params(ModeParams, override, f"generation.{name}")
+    values: dict[str, Any] = dict(override)
+    if "stop" in values:
+        stop = values["stop"]
+        values["stop"] = (stop,) if isinstance(stop, str) else tuple(stop)
+    if "temperature" in values:
+        values["temperature"] = float(values["temperature"])
+    return replace(current, **values)
 
 
 # --------------------------------------------------------------------------- few-shot file

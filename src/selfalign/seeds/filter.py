@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..benchdata import BENCHMARK_KEYS, ContaminationIndex, DecontamParams, load_decontamination
-from ..config import reject_unknown
+from ..config import check_params
 from ..records import atomic_writer, count_lines, dumps, iter_jsonl
 from ..stage import StageStats, progress, shard_bounds
 
@@ -62,24 +62,13 @@ class FilterParams:
     decontamination: DecontamParams = field(default_factory=DecontamParams)
 
     def __post_init__(self) -> None:
-        for name in ("bad_words", "bad_imports"):
-            value = getattr(self, name)
-            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-                raise ValueError(f"filter.{name} must be a list of non-empty strings")
-        if self.match not in MATCH_MODES:
-            raise ValueError(f"filter.match: {self.match!r} is not one of {', '.join(MATCH_MODES)}")
-        if isinstance(self.max_lines, bool) or not isinstance(self.max_lines, int):
-            raise ValueError("filter.max_lines must be an integer")
-        if self.max_lines < 1:
-            raise ValueError(f"filter.max_lines must be >= 1, got {self.max_lines}")
-        if not isinstance(self.drop_no_argument, bool):
-            raise ValueError("filter.drop_no_argument must be true or false")
+        # each value's type, bounds and choices: the config schema's seeds.filter (from_dict)
         if not isinstance(self.decontamination, DecontamParams):
             raise ValueError("filter.decontamination must be a DecontamParams (use from_dict)")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FilterParams:
-        reject_unknown(cls, data, "filter")
+        check_params(cls, data, "seeds.filter")
         values = dict(data)
         nested = values.get("decontamination")
         if nested is not None:

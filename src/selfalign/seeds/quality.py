@@ -68,7 +68,7 @@ import tree_sitter_python
 from autoimport.model import SourceCode
 from tree_sitter import Language, Parser, Query, QueryCursor
 
-from ..config import reject_unknown
+from ..config import check_params
 from ..records import (
     JsonObj,
     RecordError,
@@ -121,22 +121,10 @@ class QualityParams:
     pyright_timeout_s: float = 120.0
     pyright_retries: int = 2
 
-    def __post_init__(self) -> None:
-        if self.autoimport_timeout_s <= 0:
-            raise ValueError(
-                f"autoimport_timeout_s must be positive, got {self.autoimport_timeout_s}"
-            )
-        if self.pyright_batch_size < 1:
-            raise ValueError(f"pyright_batch_size must be positive, got {self.pyright_batch_size}")
-        if self.pyright_timeout_s <= 0:
-            raise ValueError(f"pyright_timeout_s must be positive, got {self.pyright_timeout_s}")
-        if self.pyright_retries < 0:
-            raise ValueError(f"pyright_retries must be >= 0, got {self.pyright_retries}")
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QualityParams:
         """Build from a config mapping; an unknown key is a typo, so it is an error, not ignored."""
-        reject_unknown(cls, data, "quality")
+        check_params(cls, data, "seeds.quality")  # types and bounds: the schema's
         return cls(**data)
 
 

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import check_choice, reject_unknown
+from ..config import check_params
 from ..provenance import model_dir_digest
 from ..records import (
     JsonObj,
@@ -136,26 +136,7 @@ class TrainParams:
     extra: Mapping[str, Any] = field(default_factory=dict)  # more TrainingArguments, verbatim
 
     def __post_init__(self) -> None:
-        if self.learning_rate <= 0:
-            raise ValueError(f"training.learning_rate must be > 0, got {self.learning_rate}")
-        if self.num_train_epochs <= 0:
-            raise ValueError(f"training.num_train_epochs must be > 0, got {self.num_train_epochs}")
-        for name in ("per_device_train_batch_size", "gradient_accumulation_steps",
-                     "max_seq_length", "save_steps", "logging_steps", "save_total_limit"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"training.{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"training.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"training.max_steps must be null or >= 1, got {self.max_steps}")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"training.precision must be auto, bf16 or fp32, got {self.precision!r}")
-        if self.attention not in ("auto", "flash_attention_2", "sdpa", "eager"):
-            raise ValueError(
-                "training.attention must be auto, flash_attention_2, sdpa or eager, "
-                f"got {self.attention!r}"
-            )
-        check_choice("training.loss_normalization", self.loss_normalization, ("micro_batch_mean", "tokens"))
+        # each value's type, bounds and choices: the config schema's training section (from_dict)
         owned = sorted(set(self.extra) & set(OWNED_ARGUMENTS))
         if owned:
             raise ValueError(
@@ -165,7 +146,7 @@ class TrainParams:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainParams:
-        reject_unknown(cls, data, "training")
+        check_params(cls, data, "training")
         return cls(**{**data, "extra": dict(data.get("extra") or {})})
 
     def weights_fingerprint(self) -> JsonObj:
