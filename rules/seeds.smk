@@ -5,6 +5,7 @@
 #   seeds/quality.jsonl   returns a value; autoimport; no Pyright error
 #   seeds/filtered.jsonl  upstream heuristics + HumanEval/MBPP decontamination
 #   seeds/<stage>.dropped.jsonl  beside each: every record the stage dropped, {id, reason, detail}
+#                         (raw's starts with the source files extraction skipped: file:<reason>)
 #
 # start_from replaces the stages up to and including the named one (any of them, up to the
 # execution filter) by an import of that stage's artifact: a published dataset or a JSONL.
@@ -36,6 +37,7 @@ if built_here("raw"):
         output:
             data=temp(f"{RESULTS}/seeds/raw/shard-{{shard}}.jsonl"),
             meta=temp(f"{RESULTS}/seeds/raw/shard-{{shard}}.jsonl.meta.json"),
+            dropped=temp(f"{RESULTS}/seeds/raw/shard-{{shard}}.dropped.jsonl"),  # files skipped
         params:
             source=stage_params("seeds", "source"),
             num_shards=SEED_SHARDS["extract"],
@@ -57,6 +59,7 @@ if built_here("raw"):
         input:
             data=sharded(f"{RESULTS}/seeds/raw/shard-{{shard}}.jsonl", SEED_SHARDS["extract"]),
             meta=sharded(f"{RESULTS}/seeds/raw/shard-{{shard}}.jsonl.meta.json", SEED_SHARDS["extract"]),
+            dropped=sharded(f"{RESULTS}/seeds/raw/shard-{{shard}}.dropped.jsonl", SEED_SHARDS["extract"]),
         output:
             data=f"{RESULTS}/seeds/raw.jsonl",
             meta=f"{RESULTS}/seeds/raw.jsonl.meta.json",

@@ -317,6 +317,32 @@ def test_local_source_decodes_counts_and_records(tmp_path: Path) -> None:
     assert stats.drops == {"undecodable": 1, "unencodable": 1}
     assert stats.extra == {"files_with_functions": 3, "functions": 3}
     assert not (tmp_path / "out.jsonl.parts").exists()
+    # each skipped file is named, in file order, with why
+    assert [(d["id"], d["reason"]) for d in read_jsonl(tmp_path / "out.dropped.jsonl")] == [
+        ("pkg/bad.py", "undecodable"), ("pkg/surrogate.py", "unencodable")
+    ]
+
+
+def test_skipped_files_reach_the_raw_drop_file_through_the_commands(tmp_path: Path) -> None:
+    import json
+
+    from selfalign.cli import main
+
+    root = _plant(tmp_path / "src")
+    params = json.dumps({"kind": "local", "path": str(root), "exclude": ["**/tests/**"], "files_per_unit": 2})
+    for shard in (0, 1):
+        main(["seeds", "extract", "--params", params, "--shard", str(shard), "--num-shards", "2",
+              "--workers", "1", "--no-progress", "--out", str(tmp_path / f"shard-{shard}.jsonl")])
+    shard_drops = [read_jsonl(tmp_path / f"shard-{s}.dropped.jsonl") for s in (0, 1)]
+    assert sorted(d["reason"] for part in shard_drops for d in part) == ["undecodable", "unencodable"]
+    main(["seeds", "merge", "--out", str(tmp_path / "raw.jsonl"), str(tmp_path / "shard-0.jsonl"),
+          str(tmp_path / "shard-1.jsonl")])
+    raw_drops = read_jsonl(tmp_path / "raw.dropped.jsonl")
+    assert raw_drops == [{**d, "reason": "file:" + d["reason"]} for part in shard_drops for d in part]
+    assert all(d["detail"]["why"] for d in raw_drops)
+    meta = json.loads((tmp_path / "raw.jsonl.meta.json").read_text())
+    assert meta["stats"]["files_skipped"] == {"undecodable": 1, "unencodable": 1}
+    assert meta["dropped"]["records"] == 2
 
 
 def _merged(
@@ -528,8 +554,10 @@ def test_huggingface_resume_after_kill(
             run_extract_shard(params, out, 1, 2, show_progress=False)
     stats = run_extract_shard(params, out, 1, 2, show_progress=False)
     assert out.read_bytes() == clean.read_bytes()
+    assert (tmp_path / "out.dropped.jsonl").read_bytes() == (tmp_path / "clean.dropped.jsonl").read_bytes()
     assert stats.to_json() == clean_stats.to_json() and stats.n_in == 40
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean.jsonl", "out.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "clean.dropped.jsonl", "clean.jsonl", "out.dropped.jsonl", "out.jsonl"]
 
 
 def test_huggingface_bad_rows_are_errors(tmp_path: Path) -> None:

@@ -104,6 +104,15 @@ DROPPED_SUFFIX = ".dropped.jsonl"
 #: stage's unparsable samples): counted in the sidecar's ``stats.sample_drops``, not ``drops``.
 SAMPLE_DROP_PREFIX = "sample:"
 
+#: The reason prefix of a drop record for a source file extraction skipped (undecodable), in
+#: ``seeds/raw.dropped.jsonl`` before the functions' own: counted in the raw sidecar's
+#: ``stats.files_skipped``. Such a record's id is the file's (its functions' id prefix).
+FILE_DROP_PREFIX = "file:"
+
+#: Each prefix of drop records that count something other than the stage's records, and the
+#: sidecar ``stats`` key that counts them by reason.
+PREFIXED_DROPS: dict[str, str] = {SAMPLE_DROP_PREFIX: "sample_drops", FILE_DROP_PREFIX: "files_skipped"}
+
 
 def stage(key: str) -> Stage:
     try:

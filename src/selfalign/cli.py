@@ -70,23 +70,20 @@ def _finish(
 
 def _write_drop_file(artifact: Path, stats: StageStats) -> dict[str, Any]:
     """Write (unless a finalize or concat already did) and check the drop file of ``artifact``."""
-    from .chain import SAMPLE_DROP_PREFIX, dropped_path
+    from .chain import PREFIXED_DROPS, dropped_path
     from .records import iter_jsonl, sha256_file, write_jsonl
 
     path = dropped_path(artifact)
     if not stats.dropped_written:
         write_jsonl(path, stats.dropped)
     reasons: Counter[str] = Counter(rec["reason"] for _, rec in iter_jsonl(path, {"id": str, "reason": str}))
-    samples = Counter({k: v for k, v in reasons.items() if k.startswith(SAMPLE_DROP_PREFIX)})
-    records = reasons - samples
     expected = {k: v for k, v in stats.drops.items() if v}
-    expected_samples = {
-        SAMPLE_DROP_PREFIX + k: v for k, v in (stats.extra.get("sample_drops") or {}).items() if v
-    }
-    if dict(records) != expected or dict(samples) != expected_samples:
+    for prefix, key in PREFIXED_DROPS.items():  # samples, skipped files: counted in stats
+        expected.update({prefix + k: v for k, v in (stats.extra.get(key) or {}).items() if v})
+    if dict(+reasons) != expected:
         raise AssertionError(
             f"{path}: drop records by reason {dict(reasons)} differ from the counts"
-            f" {expected} (+ samples {expected_samples}): a drop site does not name its record"
+            f" {expected}: a drop site does not name its record"
         )
     return {"file": path.name, "sha256": sha256_file(path), "records": sum(reasons.values())}
 
@@ -149,6 +146,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
         params=params,
         started=started,
         extra={"shard": args.shard, "num_shards": args.num_shards},
+        drop_file=True,  # the files skipped, by path
     )
 
 

@@ -42,7 +42,8 @@ from typing import IO, Any
 import tree_sitter_python
 from tree_sitter import Language, Node, Parser, Query, QueryCursor
 
-from ..config import reject_unknown
+from ..chain import dropped_path
+from ..config import check_params
 from ..records import (
     JsonObj,
     RecordError,
@@ -176,18 +177,13 @@ class SourceParams:
     files_per_unit: int = 256
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"source kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        # each value's type, bounds and choices: the config schema's seeds.source (from_dict)
         if self.kind != "stdlib" and not self.path:
             raise ValueError(f"a {self.kind} source needs a path")
-        if self.max_files is not None and self.max_files < 1:
-            raise ValueError(f"max_files must be positive or null, got {self.max_files}")
-        if self.files_per_unit < 1:
-            raise ValueError(f"files_per_unit must be positive, got {self.files_per_unit}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SourceParams:
-        reject_unknown(cls, data, "source")
+        check_params(cls, data, "seeds.source")
         return cls(**data)
 
     def exclude_patterns(self) -> list[str]:
@@ -315,6 +311,12 @@ class _Item:
     content: str | None = None
 
 
+#: What a skipped file's drop record says (its id is the file's, the prefix of its functions' ids).
+SKIP_DETAIL: dict[str, dict[str, str]] = {
+    "undecodable": {"why": "not UTF-8 and no PEP 263 coding that decodes it (decode_source)"},
+    "unencodable": {"why": "decodes to text with lone surrogates, which have no UTF-8 form"},
+}
+
 # (drop reason or None, [(line number, function text)])
 _Outcome = tuple[str | None, list[tuple[int, str]]]
 
@@ -373,7 +375,7 @@ def _unit_result(items: list[_Item], outcomes: list[_Outcome]) -> UnitResult:
     files_with_functions = 0
     for item, (reason, functions) in zip(items, outcomes, strict=True):
         if reason is not None:
-            stats.drop(reason)
+            stats.drop(reason, id=item.key, detail=SKIP_DETAIL[reason])
             continue
         files_with_functions += bool(functions)
         for lineno, text in functions:
@@ -571,6 +573,7 @@ def run_extract_shard(
         resumable = ResumableOutput(
             output.with_name(output.name + ".unsorted"),
             _fingerprint(params, shard, num_shards, []),
+            drops=True,
         )
         done = resumable.done_units()
         prefix = next(u for u in itertools.count() if u not in done)
@@ -585,7 +588,7 @@ def run_extract_shard(
         files = source_files(params)
         lo, hi = shard_bounds(len(files), shard, num_shards)
         files = files[lo:hi]
-        resumable = ResumableOutput(output, _fingerprint(params, shard, num_shards, files))
+        resumable = ResumableOutput(output, _fingerprint(params, shard, num_shards, files), drops=True)
         done = resumable.done_units()
         n_units = -(-len(files) // per_unit)
         pending = len(files) - sum(len(files[u * per_unit : (u + 1) * per_unit]) for u in done)
@@ -623,6 +626,7 @@ def _finalize(resumable: ResumableOutput, n_units: int, output: Path) -> StageSt
         raise RuntimeError(f"{output}: units are not in id order; source_files() sorting is broken")
     unit_stats = resumable.finalize(n_units)
     if resumable.output != output:
+        os.replace(dropped_path(resumable.output), dropped_path(output))  # in row order
         if ordered:
             os.replace(resumable.output, output)
         else:
@@ -634,6 +638,7 @@ def _finalize(resumable: ResumableOutput, n_units: int, output: Path) -> StageSt
         stats.merge(StageStats.from_json(summary))
         files_with_functions += summary["extra"]["files_with_functions"]
     stats.extra = {"files_with_functions": files_with_functions, "functions": stats.n_out}
+    stats.dropped_written = True  # finalize wrote the skipped files' drop records
     return stats
 
 
@@ -715,7 +720,7 @@ def merge_shards(
     dropped as ``exact_duplicate``, which is upstream's set of function texts. An id present
     in two shards, or a shard out of order, is a :class:`RecordError` at its file and line.
     """
-    from ..chain import dropped_path
+    from ..chain import FILE_DROP_PREFIX
 
     stats = StageStats()
     seen: dict[bytes, str] = {}  # function text's SHA-1 -> the id kept with it
@@ -741,6 +746,14 @@ def merge_shards(
             yield record
 
     with atomic_writer(dropped_path(output)) as drops:
+        # first the source files the shards skipped, in shard order (a shard without a drop
+        # file, from before they were written, skipped none it could name)
+        for shard in inputs:
+            shard_drops = dropped_path(Path(shard))
+            if shard_drops.is_file():
+                for _, skipped in iter_jsonl(shard_drops, {"id": str, "reason": str}):
+                    skipped["reason"] = FILE_DROP_PREFIX + skipped["reason"]
+                    drops.write(dumps(skipped) + "\n")
         stats.n_out = write_jsonl(output, merged(drops))
     stats.dropped_written = True
     stats.check_balance()
