@@ -80,7 +80,7 @@ def _write_drop_file(artifact: Path, stats: StageStats) -> dict[str, Any]:
     expected = {k: v for k, v in stats.drops.items() if v}
     for prefix, key in PREFIXED_DROPS.items():  # samples, skipped files: counted in stats
         expected.update({prefix + k: v for k, v in (stats.extra.get(key) or {}).items() if v})
-    if dict(+reasons) != expected:
+    if dict(reasons) != expected:
         raise AssertionError(
             f"{path}: drop records by reason {dict(reasons)} differ from the counts"
             f" {expected}: a drop site does not name its record"

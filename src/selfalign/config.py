@@ -199,19 +199,23 @@ def check_params(cls: type, data: Mapping[str, Any], section: str) -> None:
     schema's ``section``: its types, bounds and choices are written there and nowhere else (the
     class holds the defaults and the rules that relate two fields)."""
     reject_unknown(cls, data, section)
-    # the values the stage will run with: the class's defaults where the data leaves a key out
+    # the values the stage will run with, as YAML would give them (tuples as lists): the data,
+    # and the class's defaults where it leaves a key out, so a default cannot drift out of the
+    # schema either
     values: dict[str, Any] = {}
     for f in fields(cls):
         if f.name in data:
-            values[f.name] = data[f.name]
+            value = data[f.name]
         elif f.default is not MISSING or f.default_factory is not MISSING:
-            default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[operator]
-            if default is None:  # "not set": the schema has no value to check
+            value = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[operator]
+            if value is None:  # "not set": the schema has no value to check
                 continue
-            try:
-                values[f.name] = json.loads(json.dumps(default))  # tuples as lists, as in YAML
-            except TypeError:  # a nested params object: its own from_dict checks it
-                pass
+        else:
+            continue
+        try:
+            values[f.name] = json.loads(json.dumps(value))
+        except TypeError:  # a nested params object: its own from_dict checks it
+            pass
     validator = jsonschema.Draft202012Validator(section_schema(section))
     errors = sorted(validator.iter_errors(values), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:

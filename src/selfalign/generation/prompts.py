@@ -134,6 +134,7 @@ class ModeParams:
     num_fewshots: int
     seed: int
 
+
 _MODE_KEYS: Mapping[RequestKind, str] = {
     "S->C": "concepts",
     "C->I": "instructions",

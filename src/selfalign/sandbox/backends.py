@@ -585,32 +585,18 @@ def make_backend(
 ) -> Backend:
     """Build the backend called ``name`` (``gvisor``, ``bubblewrap``, ``podman`` or ``none``);
     ``image`` is the podman backend's sandbox image (default :data:`DEFAULT_IMAGE`)."""
-    backend = _make_backend(
-        name, python, extra_ro_paths, allow_unsandboxed, gvisor_platform, preload,
-        memory_limit_bytes, image,
-    )
-    backend.preload_path = tuple(preload_path)
-    return backend
-
-
-def _make_backend(
-    name: str,
-    python: str | None,
-    extra_ro_paths: tuple[str, ...],
-    allow_unsandboxed: bool,
-    gvisor_platform: str | None,
-    preload: tuple[str, ...] | None,
-    memory_limit_bytes: int | None,
-    image: str | None,
-) -> Backend:
     python = os.path.realpath(python) if python else real_python()
     prefix = python_prefix(python)
+    preload_path = tuple(preload_path)
     if name == "gvisor":
         return GVisorBackend(
-            python, prefix, extra_ro_paths, preload, memory_limit_bytes, gvisor_platform
+            python, prefix, extra_ro_paths, preload, memory_limit_bytes, gvisor_platform,
+            preload_path=preload_path,
         )
     if name in ("bubblewrap", "bwrap"):
-        return BubblewrapBackend(python, prefix, extra_ro_paths, preload, memory_limit_bytes)
+        return BubblewrapBackend(
+            python, prefix, extra_ro_paths, preload, memory_limit_bytes, preload_path=preload_path
+        )
     if name == "podman":
         return PodmanBackend(
             python,
@@ -621,10 +607,12 @@ def _make_backend(
             image or DEFAULT_IMAGE,
             RUNSC,
             gvisor_platform,
+            preload_path=preload_path,
         )
     if name == "none":
         return UnsandboxedBackend(
-            python, prefix, extra_ro_paths, preload, memory_limit_bytes, allow_unsandboxed
+            python, prefix, extra_ro_paths, preload, memory_limit_bytes, allow_unsandboxed,
+            preload_path=preload_path,
         )
     raise ValueError(f"unknown sandbox backend {name!r}; choose one of {', '.join(BACKENDS)}")
 

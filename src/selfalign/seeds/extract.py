@@ -42,7 +42,7 @@ from typing import IO, Any
 import tree_sitter_python
 from tree_sitter import Language, Node, Parser, Query, QueryCursor
 
-from ..chain import dropped_path
+from ..chain import FILE_DROP_PREFIX, dropped_path
 from ..config import check_params
 from ..records import (
     JsonObj,
@@ -73,8 +73,6 @@ QUERY = r"""
  (#eq? @docstring.start "\"\"\"")
  (#eq? @docstring.end "\"\"\""))
 """
-
-KINDS = ("stdlib", "local", "huggingface")
 
 #: What a ``stdlib`` source leaves out unless ``exclude`` is given: installed third-party code
 #: and the test suites, whose near-identical scaffolding would crowd out real library functions.
@@ -720,11 +718,10 @@ def merge_shards(
     dropped as ``exact_duplicate``, which is upstream's set of function texts. An id present
     in two shards, or a shard out of order, is a :class:`RecordError` at its file and line.
     """
-    from ..chain import FILE_DROP_PREFIX
-
     stats = StageStats()
     seen: dict[bytes, str] = {}  # function text's SHA-1 -> the id kept with it
     streams = [_sorted_records(path) for path in inputs]
+
     def merged(drops: IO[str]) -> Iterator[JsonObj]:
         previous: tuple[str, str, int] | None = None
         for record_id, path, lineno, record in heapq.merge(*streams, key=itemgetter(0)):
@@ -746,8 +743,9 @@ def merge_shards(
             yield record
 
     with atomic_writer(dropped_path(output)) as drops:
-        # first the source files the shards skipped, in shard order (a shard without a drop
-        # file, from before they were written, skipped none it could name)
+        # first the source files the shards skipped, in shard order (a shard written without a
+        # drop file names none; if its sidecar counts skipped files, the raw drop file's check
+        # against stats.files_skipped stops the command)
         for shard in inputs:
             shard_drops = dropped_path(Path(shard))
             if shard_drops.is_file():

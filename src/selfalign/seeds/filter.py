@@ -41,7 +41,6 @@ UPSTREAM_BAD_IMPORTS: tuple[str, ...] = (
     "matplotlib",
     "seaborn",
 )
-MATCH_MODES: tuple[str, ...] = ("substring", "token")
 
 @dataclass
 class FilterParams:
