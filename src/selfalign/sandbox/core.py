@@ -44,6 +44,12 @@ EXEC_MODES = ("module", "function", "release")
 """How a sample's code is executed (see :class:`Sandbox`)."""
 
 
+Program = dict[str, Any]
+"""A program for :meth:`Sandbox.run_program`: ``files`` {relative name: text}, ``copy``
+[[read-only source dir, relative target]], ``env`` {name: value} and ``steps`` [{``argv``,
+``stage``: ``compile`` | ``run``}]; ``{workdir}`` in env values and argv is the work dir."""
+
+
 class _Died(Exception):
     """The runner's pipe closed: the sandbox is gone."""
 
@@ -257,12 +263,39 @@ class Sandbox:
 
     # -- samples -----------------------------------------------------------------------------
 
-    def run(self, code: str, timeout_s: float | None = None) -> Verdict:
+    def run_program(
+        self,
+        program: Program,
+        timeout_s: float | None = None,
+        *,
+        memory_bytes: int | None = None,
+        nproc: int | None = None,
+    ) -> Verdict:
+        """Run a program in another language: its files written to a fresh work dir, its seed
+        trees copied there, then its steps (compile, run) in order, all as the sample, under the
+        same confinement as a Python sample and one wall-clock limit for all steps together.
+        ``pass`` when every step exited 0 (the runner saw the nonce after the last); a failing
+        ``compile`` step is ``fail``/``compile_error``, another step ``exit:N`` or
+        ``signal:NAME``. ``memory_bytes``/``nproc`` override the sandbox's per-sample limits
+        (a JVM reserves far more address space than it uses)."""
+        return self.run(
+            "", timeout_s, program=program, memory_bytes=memory_bytes, nproc=nproc
+        )
+
+    def run(
+        self,
+        code: str,
+        timeout_s: float | None = None,
+        *,
+        program: Program | None = None,
+        memory_bytes: int | None = None,
+        nproc: int | None = None,
+    ) -> Verdict:
         """Run ``code`` as one module in a fresh process inside the sandbox; never hangs.
 
         Returns ``pass`` only if the whole module ran to its end. A wedged or dead sandbox is
         replaced, and the sample that met it gets a ``timeout`` (``watchdog``) or ``error``
-        (``sandbox_died``) verdict.
+        (``sandbox_died``) verdict. ``program``: see :meth:`run_program`.
         """
         timeout = self.timeout_s if timeout_s is None else float(timeout_s)
         with self._lock:
@@ -283,12 +316,13 @@ class Sandbox:
                 "nonce": secrets.token_hex(16),
                 "code": code,
                 "timeout": timeout,
-                "memory_bytes": self.memory_bytes,
-                "nproc": self.nproc,
+                "memory_bytes": self.memory_bytes if memory_bytes is None else int(memory_bytes),
+                "nproc": self.nproc if nproc is None else int(nproc),
                 "fsize_bytes": self.fsize_bytes,
                 "output_limit": self.output_limit_bytes,
                 "tail_bytes": self.tail_bytes,
-                "exec_mode": self.exec_mode,
+                "exec_mode": "program" if program is not None else self.exec_mode,
+                "program": program,
                 "alarm_s": self.release_alarm_s,
                 "sample_site": (
                     self.backend.sample_site(self._sample_site) if self._sample_site else None

@@ -378,17 +378,25 @@ def _child(req: dict, out_w: int, err_w: int, res_w: int, workdir: str) -> None:
         sys.modules["__main__"] = module
         code = req["code"]
         exec_mode = str(req.get("exec_mode") or ("function" if req.get("exec_in_function") else "module"))
+        program = req.get("program") if exec_mode == "program" else None
         alarm_s = float(req.get("alarm_s") or timeout)
         memory_bytes = int(req["memory_bytes"])
         site = req.get("sample_site")
         if site:
             sys.path.insert(0, str(site))  # packages the sample may import (read-only mount)
         del req
+        if program is not None:
+            _prepare_program(program, workdir)
     except BaseException as exc:  # noqa: BLE001 - the setup itself failed: the sandbox is broken
         try:
             _write(RESULT_FD, f"{nonce} setup {type(exc).__name__}: {exc}"[:400].encode())
         finally:
             _exit(70)
+
+    if program is not None:
+        reason = _run_program(program, workdir)
+        _write(RESULT_FD, f"{nonce} {'ok' if reason is None else 'fail ' + reason}".encode())
+        _exit(0 if reason is None else 1)
 
     try:
         compiled = compile(code, "<sample>", "exec")
@@ -441,6 +449,98 @@ def _child(req: dict, out_w: int, err_w: int, res_w: int, workdir: str) -> None:
         finally:
             _exit(1)
     _exit(71)
+
+
+# ---------------------------------------------------------------------------------------------
+# Programs in other languages (exec_mode "program"): files, a seeded tree, then steps
+# ---------------------------------------------------------------------------------------------
+
+
+def _prepare_program(program: dict, workdir: str) -> None:
+    """Write the program's files and copy its seed trees (e.g. a warm Go build cache) into the
+    sample's own work dir. Names are plain relative paths; nothing is written outside."""
+    for name, text in dict(program.get("files") or {}).items():
+        if name.startswith("/") or ".." in name.split("/"):
+            raise ValueError(f"program file name {name!r} is not a plain relative path")
+        path = os.path.join(workdir, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(str(text))
+    for source, dest in program.get("copy") or ():
+        if str(dest).startswith("/") or ".." in str(dest).split("/"):
+            raise ValueError(f"program copy target {dest!r} is not a plain relative path")
+        _copy_tree(str(source), os.path.join(workdir, str(dest)))
+
+
+def _copy_tree(source: str, dest: str) -> None:
+    """Copy a read-only tree into the sample's dir, owned by the sample (stdlib only, no shutil:
+    each import costs under gVisor)."""
+    for root, dirs, files in os.walk(source):
+        target = os.path.join(dest, os.path.relpath(root, source))
+        os.makedirs(target, exist_ok=True)
+        for name in files:
+            with open(os.path.join(root, name), "rb") as src, open(
+                os.path.join(target, name), "wb"
+            ) as out:
+                out.write(src.read())
+
+
+def _run_program(program: dict, workdir: str) -> str | None:
+    """Run each step in order, in the work dir, with the program's environment (on top of the
+    sample's scrubbed one). None when every step exited 0; else the countable reason of the first
+    that did not: ``compile_error`` for a step of stage ``compile``, ``exit:N`` / ``signal:NAME``
+    for the others. The runner's deadline covers all steps together."""
+    env = dict(os.environ)
+    env.update({str(k): str(v).replace("{workdir}", workdir) for k, v in (program.get("env") or {}).items()})
+    for number, step in enumerate(program.get("steps") or ()):
+        argv = [str(a).replace("{workdir}", workdir) for a in step["argv"]]
+        # fail_on_output: the step's output is the verdict (HumanEval-X's JavaScript rule: any
+        # byte on stdout or stderr fails, e.g. console.assert's message, which exits 0).
+        captured = (
+            [os.path.join(workdir, f".step{number}.{n}") for n in ("out", "err")]
+            if step.get("fail_on_output")
+            else []
+        )
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.write(2, f"cannot start {argv[0]}: {exc}\n".encode())
+            return f"fork_failed:{type(exc).__name__}"
+        if pid == 0:
+            try:
+                for fd, path in zip((1, 2), captured):
+                    os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), fd)
+                os.execve(argv[0], argv, env)
+            except BaseException as exc:  # noqa: BLE001 - report, never return into the runner
+                try:
+                    os.write(2, f"cannot execute {argv[0]}: {exc}\n".encode())
+                finally:
+                    os._exit(127)
+        _, status = os.waitpid(pid, 0)
+        if captured:
+            sizes = []
+            for fd, path in zip((1, 2), captured):
+                with open(path, "rb") as fh:
+                    data = fh.read()
+                sizes.append(len(data))
+                os.write(fd, data)  # the tails show what the step printed
+            if sizes[1] or sizes[0]:
+                return "output:stderr" if sizes[1] else "output:stdout"
+            continue  # no output: a pass, whatever the exit status (the rule it reproduces)
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            continue
+        if step.get("stage") == "compile":
+            return "compile_error"
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            if sig == signal.SIGXCPU:
+                return "timeout"
+            try:
+                return f"signal:{signal.Signals(sig).name}"
+            except ValueError:
+                return f"signal:{sig}"
+        return f"exit:{os.WEXITSTATUS(status)}"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -716,6 +816,8 @@ def _classify(
             return _verdict("pass", "ok", start, out, err)
     if mine and kind == "setup":
         return _verdict("error", "setup", start, out, err, detail=detail)
+    if mine and kind == "fail" and detail == "timeout":  # a program step's CPU limit
+        return _verdict("timeout", "timeout", start, out, err)
     if mine and kind == "fail" and detail:
         return _verdict("fail", detail[:80], start, out, err)
     if status is not None and os.WIFSIGNALED(status):
