@@ -37,6 +37,27 @@ if ! command -v runsc >/dev/null || ! command -v bwrap >/dev/null; then
     fi
 fi
 
+# HumanEvalPack's programs (OctoPack) compile and run in the sandbox with Debian's toolchains:
+# Node.js, a JDK, Go with testify, g++ with boost and OpenSSL, rustc with the rand/regex/md5
+# crates (selfalign.octopack.toolchains.DEBIAN_PACKAGES; nodejs only where none is installed).
+OCTOPACK_DEBS="default-jdk-headless golang-go golang-github-stretchr-testify-dev g++ libssl-dev
+    libboost-dev rustc cargo librust-rand-dev librust-regex-dev librust-md5-dev
+    librust-aho-corasick-dev librust-memchr-dev"
+command -v node >/dev/null || OCTOPACK_DEBS="$OCTOPACK_DEBS nodejs npm"
+# shellcheck disable=SC2086
+if ! dpkg -s $OCTOPACK_DEBS >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null; then
+        SUDO=""
+        [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+        $SUDO apt-get update -qq >/dev/null
+        # shellcheck disable=SC2086
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+            $OCTOPACK_DEBS >/dev/null
+    else
+        echo "selfalign: install $OCTOPACK_DEBS for HumanEvalPack's executors" >&2
+    fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
@@ -64,6 +85,9 @@ fi
 if [ "$GPU_STACK" = 1 ]; then
     scripts/install-torch.sh --gpu-stack .venv/bin/python
 fi
+# The Go packages, Rust crates and js-md5 HumanEvalPack's programs use, built offline once
+# (kept while the tools' versions and the npm lock are unchanged).
+.venv/bin/selfalign toolchains build .venv/toolchains >/dev/null
 # Pyright's PyPI wrapper installs the matching npm package on first use.
 .venv/bin/pyright --version >/dev/null
 echo "selfalign: environment ready in .venv ($(.venv/bin/selfalign --version))"

@@ -43,9 +43,9 @@ def _hostile(language: str, case: str, target: str, port: int) -> str:
             "for (;;) { try { cp.spawn(process.execPath, [__filename]); } catch (e) {} }",
             "write": f"require('fs').writeFileSync({target!r}, 'escaped');\n"
             "require('fs').writeFileSync('/usr/selfalign-escape', 'escaped');",
-            "network": "const s = require('net').connect({ host: '127.0.0.1', port: %d });\n"
+            "network": f"const s = require('net').connect({{ host: '127.0.0.1', port: {port} }});\n"
             "s.on('connect', () => { s.end('escaped'); });\n"
-            "s.on('error', (e) => { console.error(String(e)); process.exit(1); });" % port,
+            "s.on('error', (e) => { console.error(String(e)); process.exit(1); });",
         }[case]
         return body + "\n"
     if language == "java":

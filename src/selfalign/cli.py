@@ -547,6 +547,28 @@ def cmd_containers_check(args: argparse.Namespace) -> None:
     print(f"ok: containers/*.Dockerfile and envs/*.txt under {root} are pinned")
 
 
+def cmd_toolchains_build(args: argparse.Namespace) -> None:
+    from .octopack import toolchains
+
+    tc = toolchains.build(args.dir, force=args.force)
+    for name, tool in sorted(tc.manifest["tools"].items()):
+        print(f"{name}: {tool['version']} ({tool['path']})")
+    print(f"ok: HumanEvalPack toolchains in {tc.root}")
+
+
+def cmd_octopack_self_check(args: argparse.Namespace) -> None:
+    from .octopack import execute, humanevalpack
+
+    sandbox = parse_params(args.sandbox) if args.sandbox else {}
+    if args.workers is not None:
+        sandbox["workers"] = args.workers
+    params = execute.PackSandboxParams.from_dict(sandbox)
+    languages = args.languages or list(humanevalpack.LANGUAGES)
+    files = {lang: Path(args.data) / f"humanevalpack-{lang}.jsonl.gz" for lang in languages}
+    execute.self_check(files, args.out, params, limit=args.limit, show_progress=not args.no_progress)
+    print((Path(args.out) / "table.md").read_text())
+
+
 def cmd_lock(args: argparse.Namespace) -> None:
     from .verify import make_lock
 
@@ -755,6 +777,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="config files (relative to --root) whose containers: must have Dockerfiles")
     p.add_argument("--no-lint", action="store_true", help="skip hadolint")
     p.set_defaults(func=cmd_containers_check)
+
+    tch = sub.add_parser("toolchains", help="the compilers and libraries HumanEvalPack's programs need")
+    tch_sub = tch.add_subparsers(dest="toolchains_command", required=True)
+    p = tch_sub.add_parser("build", help="build Go packages, Rust crates and js-md5 offline from Debian "
+                           "packages (npm for js-md5) into DIR, for the sandbox")
+    p.add_argument("dir", help="the toolchain directory (scripts/setup.sh: .venv/toolchains)")
+    p.add_argument("--force", action="store_true", help="rebuild even if current")
+    p.set_defaults(func=cmd_toolchains_build)
+
+    octo = sub.add_parser("octopack", help="HumanEvalPack (OctoPack) in six languages")
+    octo_sub = octo.add_subparsers(dest="octopack_command", required=True)
+    p = octo_sub.add_parser("self-check", help="run every language's canonical (must pass) and buggy "
+                            "(must not) solutions in the sandbox; write verdicts and a table")
+    p.add_argument("--data", required=True, help="directory of humanevalpack-<lang>.jsonl.gz")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--languages", nargs="*", help="default: all six")
+    p.add_argument("--limit", type=int, help="first N tasks per language")
+    p.add_argument("--workers", type=int, help="sandboxes in parallel")
+    p.add_argument("--sandbox", help="octopack sandbox parameters (JSON or @file)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_octopack_self_check)
 
     seeds = sub.add_parser("seeds", help="seed-function stages (The Stack -> filtered seeds)")
     seeds_sub = seeds.add_subparsers(dest="seeds_command", required=True)

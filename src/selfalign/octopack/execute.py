@@ -187,9 +187,11 @@ def self_check(
         for language in tasks:  # one language at a time: the wall clock per language is its cost
             chosen = [i for i, k in enumerate(keys) if k[0] == language]
             t0 = time.monotonic()
-            verdicts += run_programs(
-                [items[i] for i in chosen], params, tc, lambda j, v, c=chosen: done(c[j], v)
-            )
+
+            def report(j: int, verdict: Verdict, chosen: list[int] = chosen) -> None:
+                done(chosen[j], verdict)
+
+            verdicts += run_programs([items[i] for i in chosen], params, tc, report)
             wall[language] = time.monotonic() - t0
     finally:
         bar.close()

@@ -168,9 +168,9 @@ def _java_ro_paths(java: str) -> list[str]:
                 if not target.startswith("/usr/"):
                     out.add(os.path.dirname(target))  # e.g. /etc/java-17-openjdk/security
     kept: list[str] = []
-    for path in sorted(out):  # only the links' own dirs: /etc/ssl/certs/java, not /etc/ssl
-        if not any(path == k or path.startswith(k + "/") for k in kept):
-            kept.append(path)
+    for where in sorted(out):  # only the links' own dirs: /etc/ssl/certs/java, not /etc/ssl
+        if not any(where == k or where.startswith(k + "/") for k in kept):
+            kept.append(where)
     return kept
 
 

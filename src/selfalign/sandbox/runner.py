@@ -475,7 +475,7 @@ def _prepare_program(program: dict, workdir: str) -> None:
 def _copy_tree(source: str, dest: str) -> None:
     """Copy a read-only tree into the sample's dir, owned by the sample (stdlib only, no shutil:
     each import costs under gVisor)."""
-    for root, dirs, files in os.walk(source):
+    for root, _dirs, files in os.walk(source):
         target = os.path.join(dest, os.path.relpath(root, source))
         os.makedirs(target, exist_ok=True)
         for name in files:
@@ -508,7 +508,7 @@ def _run_program(program: dict, workdir: str) -> str | None:
             return f"fork_failed:{type(exc).__name__}"
         if pid == 0:
             try:
-                for fd, path in zip((1, 2), captured):
+                for fd, path in zip((1, 2)[: len(captured)], captured, strict=True):
                     os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), fd)
                 os.execve(argv[0], argv, env)
             except BaseException as exc:  # noqa: BLE001 - report, never return into the runner
@@ -519,7 +519,7 @@ def _run_program(program: dict, workdir: str) -> str | None:
         _, status = os.waitpid(pid, 0)
         if captured:
             sizes = []
-            for fd, path in zip((1, 2), captured):
+            for fd, path in zip((1, 2), captured, strict=True):
                 with open(path, "rb") as fh:
                     data = fh.read()
                 sizes.append(len(data))
