@@ -65,6 +65,16 @@ RELEASE_JOIN_S = 10.0
 CODE_BLOCK = re.compile(r"^```python\s*\n(.*?)(?=^```)", re.DOTALL | re.MULTILINE)
 
 
+def resolve_sample_site(value: str | None) -> str | None:
+    """A ``sample_site`` setting as a directory: ``bundled`` is the packages scripts/setup.sh
+    installs beside the running interpreter's venv; None stays None (stdlib only)."""
+    if value is None:
+        return None
+    if value == BUNDLED:
+        return str(Path(sys.prefix) / "sample-release")
+    return str(Path(value).expanduser())
+
+
 @dataclass(frozen=True)
 class ExecutionParams:
     """How samples are run; ``backend`` none needs ``allow_unsandboxed: true`` and warns;
@@ -100,11 +110,7 @@ class ExecutionParams:
 
     def resolved_sample_site(self) -> str | None:
         """``sample_site`` as a directory (``bundled``: beside the running interpreter's venv)."""
-        if self.sample_site is None:
-            return None
-        if self.sample_site == BUNDLED:
-            return str(Path(sys.prefix) / "sample-release")
-        return str(Path(self.sample_site).expanduser())
+        return resolve_sample_site(self.sample_site)
 
     def process_timeout_s(self) -> float:
         """How long a sample's process may live: the release joined it for 10 s after its

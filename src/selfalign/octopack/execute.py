@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import check_params
+from ..execution import BUNDLED, resolve_sample_site
 from ..sandbox import SandboxPool, Verdict, validate_backend_choice
 from ..stage import progress_bar
 from .executors import LIMITS, program
@@ -28,8 +29,6 @@ from .humanevalpack import LANGUAGES, Task, check_program, load_tasks, reference
 from .toolchains import Toolchains, load
 
 log = logging.getLogger(__name__)
-
-BUNDLED = "bundled"
 
 
 @dataclass(frozen=True)
@@ -74,9 +73,7 @@ class PackSandboxParams:
         return Path(self.toolchains).expanduser()
 
     def site_dir(self) -> str | None:
-        if self.sample_site == BUNDLED:
-            return str(Path(sys.prefix) / "sample-release")
-        return self.sample_site
+        return resolve_sample_site(self.sample_site)
 
 
 def run_programs(

@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import gzip
 import json
-import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,7 +185,7 @@ def build_prompt(task: Task, kind: str, fmt: str = "octocoder", description: str
     raise ValueError(f"unknown HumanEvalPack task {kind!r}: expected one of {TASKS}")
 
 
-def stop_words(language: str, fmt: str = "octocoder") -> tuple[str, ...]:
+def stop_words(language: str) -> tuple[str, ...]:
     """Where generation stops (the harness's stop words for the language, plus end of text)."""
     return (*STOP_WORDS[language], END_OF_TEXT)
 
@@ -319,21 +318,3 @@ def reference_generations(task: Task) -> dict[str, str]:
         "canonical": task["prompt"] + task["canonical_solution"],
         "buggy": task["prompt"] + task["buggy_solution"],
     }
-
-
-_TASK_NUMBER = re.compile(r"(\d+)$")
-
-
-def task_number(task_id: str) -> int:
-    """``Python/12`` -> 12: the task's index, the same in every language."""
-    match = _TASK_NUMBER.search(task_id)
-    if match is None:
-        raise TaskError(f"task id {task_id!r} does not end in a number")
-    return int(match.group(1))
-
-
-def iter_kinds(kinds: str | list[str]) -> Iterator[str]:
-    for kind in [kinds] if isinstance(kinds, str) else kinds:
-        if kind not in TASKS:
-            raise ValueError(f"unknown HumanEvalPack task {kind!r}: expected one of {TASKS}")
-        yield kind
