@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow_utils import copy_workflow, kill_group, run, start
+from workflow_utils import copy_workflow, kill_group, mkl_non_intel_preload, run, start
 
 from selfalign import chain
 from selfalign.determinism import PORTABLE_CPU_ENV
@@ -300,12 +300,14 @@ def test_tiny_chain_ends_verified_against_the_published_lock(clean_run: Path) ->
 
 def test_killed_midway_then_rerun_gives_the_same_bytes(clean_run: Path, tmp_path: Path) -> None:
     """Also the CPU-capability check: this run's environment asks for this CPU's own kernels
-    (AVX-512 here) while the clean run's asked for nothing; the workflow's portable kernels
-    (determinism.cpu_kernels: the AVX2 floor) override both, so the bytes are the same."""
+    (AVX-512 here) while the clean run's asked for nothing, and makes oneMKL take the dispatch it
+    takes on a non-Intel CPU (tests/data/mkl_non_intel.c); the workflow's portable kernels
+    (determinism.cpu_kernels: the AVX2 floor) override the one and do not depend on the other,
+    so the bytes are the same, and the published ones."""
     workdir = copy_workflow(tmp_path / "selfalign")
     results = workdir / "results" / "tiny"
     log = tmp_path / "killed.log"
-    native = _native_cpu_env()
+    native = {**_native_cpu_env(), "LD_PRELOAD": mkl_non_intel_preload(tmp_path)}
     proc = start(PROFILE, workdir, log, extra_env=native)
     # Kill inside the I->R stage (server, client and all), once one of its resumable units is
     # on disk: the rerun must send only the rest and still give the same bytes.

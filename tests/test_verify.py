@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from workflow_utils import mkl_non_intel_preload
 
 from selfalign.determinism import PORTABLE_CPU_ENV, cpu_kernel_env
 from selfalign.provenance import write_sidecar
@@ -87,7 +88,7 @@ def test_verify_cli_exits_non_zero_and_says_where(tmp_path: Path) -> None:
 
 def test_portable_cpu_kernels_and_what_sidecars_record(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cpu_kernel_env("portable") == PORTABLE_CPU_ENV == {
-        "ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+        "ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "AVX2"}
     assert cpu_kernel_env("baseline")["ATEN_CPU_CAPABILITY"] == "default"
     assert cpu_kernel_env("native") == {}
     with pytest.raises(ValueError, match="cpu_kernels"):
@@ -110,3 +111,41 @@ def test_portable_cpu_kernels_and_what_sidecars_record(monkeypatch: pytest.Monke
     )
     keys, imported = json.loads(bare.stdout)
     assert "cpu_capability" not in keys and "torch" not in keys and imported is False
+
+
+#: A few steps of a small MLP's training in float32, the shapes of the tiny model's matmuls: the
+#: sha256 of its final weights.
+_TRAIN_PROBE = """
+import hashlib, torch
+torch.manual_seed(0); torch.set_num_threads(2)
+net = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.GELU(), torch.nn.Linear(256, 1000))
+opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+for _ in range(3):
+    x = torch.randn(37, 64); y = torch.randint(0, 1000, (37,))
+    opt.zero_grad(); torch.nn.functional.cross_entropy(net(x), y).backward(); opt.step()
+print(hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in net.parameters())).hexdigest())
+"""
+
+
+def _probe(kernels: dict[str, str], preload: str | None) -> str:
+    environ = {k: v for k, v in os.environ.items() if k not in PORTABLE_CPU_ENV and k != "LD_PRELOAD"}
+    environ.update(kernels)
+    if preload:
+        environ["LD_PRELOAD"] = preload
+    done = subprocess.run([sys.executable, "-c", _TRAIN_PROBE], capture_output=True, text=True,
+                          env=environ, timeout=120, check=True)
+    return done.stdout.strip()
+
+
+def test_portable_kernels_do_not_depend_on_mkls_cpu_vendor_dispatch(tmp_path: Path) -> None:
+    """oneMKL runs MKL_CBWR branches other than COMPATIBLE on Intel CPUs only (elsewhere: AUTO,
+    silently), which is why portable pins COMPATIBLE: under the non-Intel emulation the portable
+    bytes stay the same, while the AVX2 branch the project pinned before changes them."""
+    preload = mkl_non_intel_preload(tmp_path)
+    portable = cpu_kernel_env("portable")
+    assert _probe(portable, None) == _probe(portable, preload)
+    if "GenuineIntel" in Path("/proc/cpuinfo").read_text():
+        avx2 = {**portable, "MKL_CBWR": "AVX2"}
+        # the emulation works (else the check above proves nothing): MKL's own AVX2 branch is
+        # what an Intel CPU runs, and the non-Intel path is another one
+        assert _probe(avx2, None) != _probe(avx2, preload)

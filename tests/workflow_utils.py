@@ -111,3 +111,13 @@ def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL, grace: float =
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def mkl_non_intel_preload(build_dir: Path) -> str:
+    """tests/data/mkl_non_intel.c built into build_dir: the LD_PRELOAD value under which oneMKL
+    takes its non-Intel dispatch (what it does on an AMD CPU)."""
+    library = build_dir / "mkl_non_intel.so"
+    if not library.exists():
+        subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(library),
+                        str(Path(__file__).parent / "data" / "mkl_non_intel.c")], check=True)
+    return str(library)

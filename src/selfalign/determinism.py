@@ -6,11 +6,15 @@ finds. ``cpu_kernels`` sets, for every job the workflow starts (over the caller'
 
 * ``portable`` (the default): the AVX2 floor, every x86-64 server CPU of the last decade (Intel
   from Haswell, AMD from Zen) runs the same code: ``ATEN_CPU_CAPABILITY=avx2`` (PyTorch's AVX2
-  kernels, not the AVX-512 ones it picks where it can), ``MKL_CBWR=AVX2`` (oneMKL's conditional
-  numerical reproducibility on its AVX2 code path, which it then takes on AMD CPUs too; matmuls
-  go through MKL in the CPU wheel) and ``ONEDNN_MAX_CPU_ISA=AVX2``;
+  kernels, not the AVX-512 ones it picks where it can), ``MKL_CBWR=COMPATIBLE`` (oneMKL's
+  conditional numerical reproducibility on its SSE2 code path; matmuls go through MKL in the CPU
+  wheel) and ``ONEDNN_MAX_CPU_ISA=AVX2``. Not ``MKL_CBWR=AVX2``: oneMKL honours branches other
+  than AUTO and COMPATIBLE on Intel processors only and silently runs AUTO elsewhere (its
+  developer guide, "Specifying Code Branches"), so a CI machine's tiny model came out different
+  under it. ``tests/data/mkl_non_intel.c`` makes MKL take its non-Intel dispatch on an Intel
+  CPU: the e2e rebuild runs under it and must give the published bytes;
 * ``baseline``: any x86-64 CPU: ATen's baseline build (``default``), ``MKL_CBWR=COMPATIBLE``,
-  oneDNN at SSE4.1; about twice as slow again (benchmarks/README.md);
+  oneDNN at SSE4.1; 1.15x slower again (benchmarks/README.md);
 * ``native``: nothing set: fastest, and the same bytes only on the same CPU model.
 
 Thread counts are fixed by the config (``tinymodel.threads``, ``training.threads``,
@@ -24,12 +28,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import platform
 import sys
+from pathlib import Path
 from typing import Any
 
 #: The environment of each ``cpu_kernels`` mode.
 CPU_KERNEL_ENV: dict[str, dict[str, str]] = {
-    "portable": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "portable": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "AVX2"},
     "baseline": {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41"},
     "native": {},
 }
@@ -49,6 +55,20 @@ def cpu_kernel_env(mode: str) -> dict[str, str]:
     return dict(CPU_KERNEL_ENV[mode])
 
 
+def cpu_model() -> str:
+    """The CPU's vendor and model as /proc/cpuinfo names them (where a rebuild diverges, the
+    first thing to compare), or the platform's processor string elsewhere."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    info: dict[str, str] = {}
+    for line in lines:
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    return " / ".join(v for v in (info.get("vendor_id"), info.get("model name")) if v) or platform.machine()
+
+
 def runtime_facts() -> dict[str, Any]:
     """What this process's float results depend on. torch's own facts only where the job has
     imported torch already (importing it costs seconds in stages that never use it)."""
@@ -58,6 +78,7 @@ def runtime_facts() -> dict[str, Any]:
         facts["torch"] = torch.__version__
         facts["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         facts["threads"] = torch.get_num_threads()
+        facts["cpu"] = cpu_model()
         if torch.cuda.is_available():
             facts["cuda"] = torch.version.cuda
             facts["gpu"] = torch.cuda.get_device_name()
