@@ -115,3 +115,14 @@ def rescore_inputs(wc):
     if config["rescore"][wc.dataset].get("published"):
         inputs["published"] = f"results/rescore/inputs/{wc.dataset}.published"
     return inputs
+
+
+# OctoPack (config octopack:): its pinned files and the self-check's languages.
+OCTO = config.get("octopack") or {}
+OCTO_LANGUAGES = list((OCTO.get("selfcheck") or {}).get("languages") or [])
+
+
+def octopack_pin(name):
+    """One pinned file of config octopack (humanevalpack-<language> or oasst), as JSON for
+    `selfalign pins fetch` (selfalign.pins.octopack_pins: one definition of its cache and mirrors)."""
+    return json.dumps(octopack_pins(config)[name].to_dict(), sort_keys=True)

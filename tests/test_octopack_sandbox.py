@@ -8,6 +8,8 @@ the command that provides it, never a skip.
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import secrets
 import socket
@@ -15,13 +17,15 @@ import time
 from pathlib import Path
 
 import pytest
+from workflow_utils import copy_workflow, run
 
-from selfalign.octopack import execute, humanevalpack, toolchains
+from selfalign.octopack import humanevalpack, toolchains
 from selfalign.octopack.execute import PackSandboxParams, run_programs
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "octopack"
 TIMEOUTS = {"js": 5.0, "java": 20.0, "go": 20.0, "cpp": 20.0, "rust": 25.0}
 MARGIN_S = 10.0
+PROFILE = ["--profile", "profiles/tiny"]
 
 
 @pytest.fixture(scope="module")
@@ -141,18 +145,32 @@ def test_hostile_programs_in_every_language_are_contained(params: PackSandboxPar
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_self_check_passes_canonical_and_fails_buggy_in_every_language(
+def test_self_check_target_passes_canonical_and_fails_buggy_in_every_language(
     params: PackSandboxParams, tmp_path: Path
 ) -> None:
-    files = {lang: SHARED / f"humanevalpack-{lang}.jsonl.gz" for lang in humanevalpack.LANGUAGES}
-    summary = execute.self_check(files, tmp_path, params, limit=3, show_progress=False)
+    """`snakemake --profile profiles/tiny octopack_selfcheck`: the pinned task files fetched
+    (from the shared mirror, by content), then 3 tasks per language (octopack.selfcheck.limit)."""
+    workdir = copy_workflow(tmp_path / "selfalign")
+    result = run([*PROFILE, "octopack_selfcheck"], workdir, timeout=900)
+    assert result.returncode == 0, result.stdout[-6000:]
+    data = workdir / "results" / "octopack" / "data"
+    for language in humanevalpack.LANGUAGES:  # the pinned files, byte for byte the mirror's
+        with gzip.open(SHARED / f"humanevalpack-{language}.jsonl.gz", "rb") as fh:
+            assert (data / f"humanevalpack-{language}.jsonl").read_bytes() == fh.read()
+    out = workdir / "results" / "tiny" / "octopack" / "selfcheck"
+    summary = json.loads((out / "summary.json").read_text())
     for language in humanevalpack.LANGUAGES:
         entry = summary["languages"][language]
         assert entry["tasks"] == 3
         assert entry["canonical_pass"] == 3, (language, entry["exceptions"])
         assert entry["buggy_not_pass"] == 3, (language, entry["exceptions"])
-    lines = (tmp_path / "verdicts.jsonl").read_text().splitlines()
+    lines = (out / "verdicts.jsonl").read_text().splitlines()
     assert len(lines) == 6 * 3 * 2
-    table = (tmp_path / "table.md").read_text()
+    rows = [json.loads(line) for line in lines]
+    assert [r["language"] for r in rows[::6]] == list(humanevalpack.LANGUAGES)
+    meta = json.loads((out / "verdicts.jsonl.meta.json").read_text())
+    assert meta["stage"] == "octopack.selfcheck" and meta["counts"]["programs"] == 36
+    assert meta["counts"]["canonical_pass"] == 18 and meta["counts"]["buggy_not_pass"] == 18
+    table = (out / "table.md").read_text()
     assert "| rust | 3 | 3/3 | 3/3 |" in table
     assert "None." in table  # no unexpected verdicts

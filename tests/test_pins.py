@@ -14,9 +14,9 @@ from workflow_utils import REPO, copy_workflow, run
 
 from selfalign.benchdata import FetchError, fetch_pinned
 from selfalign.config import load_config
-from selfalign.pins import check_pins, config_pins, rescore_pins
+from selfalign.pins import check_pins, config_pins, octopack_pins, rescore_pins
 
-MIRRORS = [str(shared_data() / "evalplus"), str(shared_data() / "upstream")]
+MIRRORS = [str(shared_data() / "evalplus"), str(shared_data() / "upstream"), str(shared_data() / "octopack")]
 RELEASE = "0b19dbcdccb4db0601a9a77ac0df53c7abcfb8cc"
 
 
@@ -85,3 +85,29 @@ def test_rescore_from_a_fresh_workflow_copy_reproduces_the_published_verdicts(tm
     assert [d["task_id"] for d in mbpp["agreement"]["disagreements"]] == ["Mbpp/255"]
     table = (workdir / "results/rescore/table.md").read_text()
     assert "119" in table and "245" in table
+
+
+OCTOPACK = "e17a8f6470264286bc6a52eb8263582083bf3bf6"
+
+
+def test_octopack_pins_are_the_files_at_octopacks_commit_each_in_its_own_cache() -> None:
+    pins = octopack_pins(paper())
+    assert sorted(pins) == sorted([f"humanevalpack-{lang}" for lang in ("python", "js", "java", "go", "cpp", "rust")]
+                                  + ["oasst"])
+    assert all(f"/bigcode-project/octopack/{OCTOPACK}/" in pin.url for pin in pins.values())
+    # six files share the base name humanevalpack.jsonl: one cache directory each, or they would
+    # evict each other
+    assert len({pin.cache_dir for pin in pins.values()}) == len(pins)
+    keys = {r.pin.key: r for r in check_pins(paper(), extra_mirrors=MIRRORS, require_mirror=True)}
+    assert {f"octopack.{name}" for name in pins} <= set(keys)
+    # octopack's pins are checked against octopack's commit, not the self-align release's
+    config = copy.deepcopy(paper())
+    section = config["octopack"]["humanevalpack"]["go"]
+    section["url"] = section["url"].replace(OCTOPACK, "0" * 40)
+    [bad] = [r for r in check_pins(config, extra_mirrors=MIRRORS) if not r.ok]
+    assert bad.pin.key == "octopack.humanevalpack-go" and "octopack.commit" in "\n".join(bad.problems)
+    # and against the upstream git history's sha256 of that path
+    config = copy.deepcopy(paper())
+    config["octopack"]["humanevalpack"]["js"]["sha256"] = paper()["octopack"]["humanevalpack"]["java"]["sha256"]
+    [bad] = [r for r in check_pins(config, extra_mirrors=MIRRORS) if not r.ok]
+    assert "upstream git history" in "\n".join(bad.problems)

@@ -563,8 +563,13 @@ def cmd_octopack_self_check(args: argparse.Namespace) -> None:
     if args.workers is not None:
         sandbox["workers"] = args.workers
     params = execute.PackSandboxParams.from_dict(sandbox)
-    languages = args.languages or list(humanevalpack.LANGUAGES)
-    files = {lang: Path(args.data) / f"humanevalpack-{lang}.jsonl.gz" for lang in languages}
+    if args.files:
+        files = humanevalpack.files_by_language(args.files)
+        if args.languages:
+            files = {lang: path for lang, path in files.items() if lang in args.languages}
+    else:
+        languages = args.languages or list(humanevalpack.LANGUAGES)
+        files = humanevalpack.find_files(args.data, languages)
     execute.self_check(files, args.out, params, limit=args.limit, show_progress=not args.no_progress)
     print((Path(args.out) / "table.md").read_text())
 
@@ -790,7 +795,9 @@ def build_parser() -> argparse.ArgumentParser:
     octo_sub = octo.add_subparsers(dest="octopack_command", required=True)
     p = octo_sub.add_parser("self-check", help="run every language's canonical (must pass) and buggy "
                             "(must not) solutions in the sandbox; write verdicts and a table")
-    p.add_argument("--data", required=True, help="directory of humanevalpack-<lang>.jsonl.gz")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data", help="directory of humanevalpack-<language>.jsonl[.gz]")
+    where.add_argument("--files", nargs="+", help="task files named humanevalpack-<language>.jsonl[.gz]")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--languages", nargs="*", help="default: all six")
     p.add_argument("--limit", type=int, help="first N tasks per language")

@@ -47,6 +47,11 @@ class Pin:
             raise ValueError(f"{key}: a pinned file needs {' and '.join(missing)}")
         return cls(key, str(section["url"]), str(section["sha256"]).lower(), tuple(mirrors), cache_dir)
 
+    def to_dict(self) -> dict[str, Any]:
+        """What ``selfalign pins fetch --pin`` takes."""
+        return {"key": self.key, "url": self.url, "sha256": self.sha256, "mirrors": list(self.mirrors),
+                "cache_dir": self.cache_dir}
+
     def fetch(self, extra_mirrors: Sequence[str] = ()) -> Path:
         """A local copy with the pinned sha256 (mirrors, then the cache, then the URL)."""
         return fetch_pinned(self.url, self.sha256, mirrors=[*self.mirrors, *extra_mirrors], cache_dir=self.cache_dir)
@@ -87,7 +92,23 @@ def config_pins(config: Mapping[str, Any]) -> list[Pin]:
         if version:
             pins.append(_evalplus_pin(f"evaluation.{dataset}_version", dataset, version, evaluation))
     pins.extend(rescore_pins(config).values())
+    pins.extend(octopack_pins(config).values())
     return pins
+
+
+def octopack_pins(config: Mapping[str, Any]) -> dict[str, Pin]:
+    """``"humanevalpack-<language>" | "oasst" -> Pin`` of the ``octopack`` section. Each file
+    has a cache directory of its own: the six HumanEvalPack files share one base name."""
+    octopack = config.get("octopack") or {}
+    mirrors = tuple(octopack.get("mirrors") or ())
+    cache_dir = str(octopack.get("cache_dir", "~/.cache/selfalign/octopack")).rstrip("/")
+    out: dict[str, Pin] = {}
+    for language, section in (octopack.get("humanevalpack") or {}).items():
+        name = f"humanevalpack-{language}"
+        out[name] = Pin.from_section(f"octopack.{name}", section, mirrors, f"{cache_dir}/{name}")
+    if octopack.get("oasst"):
+        out["oasst"] = Pin.from_section("octopack.oasst", octopack["oasst"], mirrors, f"{cache_dir}/oasst")
+    return out
 
 
 def rescore_pins(config: Mapping[str, Any]) -> dict[str, Pin]:
@@ -143,8 +164,8 @@ def check_pin(
         repo, commit, path = match.groups()
         if release and repo == release.get("repo") and not str(release.get("commit", "")).startswith(commit):
             problems.append(
-                f"{pin.url} names commit {commit} of {repo}, but the config reproduces release "
-                f"commit {release.get('commit')} (release.commit)"
+                f"{pin.url} names commit {commit} of {repo}, but the config's {release.get('key', 'release')} "
+                f"commit is {release.get('commit')} ({release.get('key', 'release')}.commit)"
             )
         full = _full_commit(repo, commit)
         known = known_blobs().get(repo, {}).get(full or "", {}).get(path)
@@ -169,8 +190,14 @@ def check_pin(
 def check_pins(
     config: Mapping[str, Any], *, extra_mirrors: Sequence[str] = (), require_mirror: bool = False
 ) -> list[PinReport]:
+    """Each pin of ``config``; a raw GitHub URL into the release's repository must name
+    ``release.commit``, one into OctoPack's ``octopack.commit``."""
     release = config.get("release")
+    octopack = config.get("octopack") or {}
+    pinned_commits = {"release": release, "octopack": {"key": "octopack", "repo": octopack.get("repo"),
+                                                       "commit": octopack.get("commit")}}
     return [
-        check_pin(pin, release, extra_mirrors=extra_mirrors, require_mirror=require_mirror)
+        check_pin(pin, pinned_commits.get(pin.key.split(".", 1)[0], release), extra_mirrors=extra_mirrors,
+                  require_mirror=require_mirror)
         for pin in config_pins(config)
     ]

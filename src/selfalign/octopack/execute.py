@@ -22,6 +22,7 @@ from typing import Any
 
 from ..config import check_params
 from ..execution import BUNDLED, resolve_sample_site
+from ..provenance import write_sidecar
 from ..sandbox import SandboxPool, Verdict, validate_backend_choice
 from ..stage import progress_bar
 from .executors import LIMITS, program
@@ -177,7 +178,7 @@ def self_check(
             seconds[keys[index][0]] += verdict.seconds
         bar.update(1)
 
-    started = time.monotonic()
+    started, started_wall = time.monotonic(), time.time()
     wall: dict[str, float] = {}
     verdicts: list[Verdict] = []
     try:
@@ -203,6 +204,19 @@ def self_check(
     summary["toolchains"] = {k: v["version"] for k, v in tc.manifest["tools"].items()}
     (out / "table.md").write_text(render_table(summary))
     (out / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    entries = summary["languages"].values()
+    write_sidecar(
+        out / "verdicts.jsonl",
+        stage="octopack.selfcheck",
+        inputs=[task_files[lang] for lang in tasks],
+        counts={"programs": len(rows), "tasks": sum(e["tasks"] for e in entries),
+                "canonical_pass": sum(e["canonical_pass"] for e in entries),
+                "buggy_not_pass": sum(e["buggy_not_pass"] for e in entries),
+                "unexpected": sum(len(e["exceptions"]) for e in entries)},
+        config={"sandbox": params.to_dict(), "limit": limit},
+        extra={"languages": list(tasks), "wall_s": summary["wall_s"], "toolchains": summary["toolchains"]},
+        started=started_wall,
+    )
     return summary
 
 

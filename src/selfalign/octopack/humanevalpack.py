@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,40 @@ def load_tasks(path: str | Path, language: str, limit: int | None = None) -> lis
 
 
 # -- prompts -----------------------------------------------------------------------------------
+
+
+_FILE_NAME = re.compile(r"^humanevalpack-([a-z]+)\.jsonl(\.gz)?$")
+
+
+def files_by_language(paths: Sequence[str | Path]) -> dict[str, Path]:
+    """``language -> path`` of task files named ``humanevalpack-<language>.jsonl[.gz]`` (the
+    names the workflow and the shared mirror give them), in LANGUAGES order."""
+    found: dict[str, Path] = {}
+    for raw in paths:
+        path = Path(raw)
+        match = _FILE_NAME.match(path.name)
+        if not match or match.group(1) not in LANGUAGES:
+            raise TaskError(f"{path}: not a HumanEvalPack task file name (humanevalpack-<language>.jsonl[.gz], "
+                            f"language one of {', '.join(LANGUAGES)})")
+        if match.group(1) in found:
+            raise TaskError(f"{path}: a second file for {match.group(1)} (first: {found[match.group(1)]})")
+        found[match.group(1)] = path
+    return {lang: found[lang] for lang in LANGUAGES if lang in found}
+
+
+def find_files(directory: str | Path, languages: Sequence[str]) -> dict[str, Path]:
+    """Each language's task file in ``directory``: ``humanevalpack-<language>.jsonl``, else its
+    ``.gz``; a missing one is an error naming both."""
+    out: dict[str, Path] = {}
+    for language in languages:
+        if language not in LANGUAGES:
+            raise TaskError(f"unknown HumanEvalPack language {language!r}: expected one of {LANGUAGES}")
+        plain = Path(directory) / f"humanevalpack-{language}.jsonl"
+        packed = plain.with_name(plain.name + ".gz")
+        if not plain.is_file() and not packed.is_file():
+            raise TaskError(f"no task file for {language}: neither {plain} nor {packed}")
+        out[language] = plain if plain.is_file() else packed
+    return out
 
 
 def prompt_base(task: Task, with_docs: bool) -> str:
