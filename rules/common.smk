@@ -126,3 +126,10 @@ def octopack_pin(name):
     """One pinned file of config octopack (humanevalpack-<language> or oasst), as JSON for
     `selfalign pins fetch` (selfalign.pins.octopack_pins: one definition of its cache and mirrors)."""
     return json.dumps(octopack_pins(config)[name].to_dict(), sort_keys=True)
+
+
+def mix_pins():
+    """The pinned files curation.mix sources name (pin: <key>), as JSON for `selfalign curate sft`."""
+    wanted = {source.get("pin") for source in config["curation"].get("mix") or []} - {None}
+    pins = {pin.key: pin.to_dict() for pin in config_pins(config) if pin.key in wanted}
+    return json.dumps(pins, sort_keys=True)

@@ -69,6 +69,8 @@ rule sft:
         decontamination=stage_params("seeds", "filter", "decontamination"),
         run=RUN,
         recipe=RECIPE,
+        mix=json.dumps(config["curation"].get("mix") or [], sort_keys=True),
+        pins=mix_pins(),
     log:
         f"{RESULTS}/logs/sft.log",
     benchmark:
@@ -81,4 +83,4 @@ rule sft:
     shell:
         "selfalign curate sft --params {params.sft:q} --decontamination {params.decontamination:q}"
         " --run-name {params.run} --recipe {params.recipe:q} --input {input.data} --out {output.data} --parquet {output.parquet}"
-        " --report {output.report} --card {output.card} > {log} 2>&1"
+        " --report {output.report} --card {output.card} --mix {params.mix:q} --pins {params.pins:q} > {log} 2>&1"

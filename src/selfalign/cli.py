@@ -330,7 +330,10 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 def cmd_curate_sft(args: argparse.Namespace) -> None:
     """sft.jsonl and what goes with it: sft.parquet, the decontamination report, the card."""
+    from .config import parse_list
     from .curation import SmartParams, dataset_card, load_contamination, run_sft, write_parquet
+    from .mix import parse_sources
+    from .pins import Pin
     from .records import write_json
 
     started = time.time()
@@ -338,9 +341,14 @@ def cmd_curate_sft(args: argparse.Namespace) -> None:
     decontamination = parse_params(args.decontamination)
     contamination = load_contamination(decontamination)
     smart = SmartParams.from_dict(params)
-    stats = run_sft(args.input, args.out, smart, contamination=contamination, show_progress=not args.no_progress)
+    mix_items = parse_list(args.mix, "--mix") if args.mix else []
+    sources = parse_sources(mix_items)
+    pins = {key: Pin.from_section(key, spec, spec.get("mirrors") or (), spec.get("cache_dir", "~/.cache/selfalign/pinned"))
+            for key, spec in (parse_params(args.pins) if args.pins else {}).items()}
+    stats = run_sft(args.input, args.out, smart, contamination=contamination, mix=sources, pins=pins,
+                    show_progress=not args.no_progress)
     out = Path(args.out)
-    config = {"sft": params, "decontamination": decontamination}
+    config = {"sft": params, "decontamination": decontamination, **({"mix": mix_items} if mix_items else {})}
     _finish(out, stats, stage="sft", inputs=[args.input], params=config, started=started, drop_file=True)
     rows = write_parquet(out, args.parquet)
     write_sidecar(
@@ -860,6 +868,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--card", required=True, help="dataset card (README.md)")
     p.add_argument("--run-name", required=True)
     p.add_argument("--recipe", default=None, help="which recipe made it, for the card (release or an overlay)")
+    p.add_argument("--mix", help="external sources to add, config curation.mix (JSON list or @file; default none)")
+    p.add_argument("--pins", help="the config's pinned files by key, for sources with pin: (JSON or @file)")
     _add_common(p)
     p.set_defaults(func=cmd_curate_sft)
 

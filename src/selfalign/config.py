@@ -106,15 +106,26 @@ def validate_config(config: Mapping[str, Any]) -> None:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(dict.fromkeys(lines)))
 
 
-def parse_params(value: str) -> dict[str, Any]:
-    """A stage's parameters from the CLI: inline JSON, or ``@path`` to a JSON/YAML file."""
+def _load_cli_value(value: str) -> Any:
     if value.startswith("@"):
         with open(value[1:], encoding="utf-8") as handle:
-            loaded = yaml.safe_load(handle)
-    else:
-        loaded = json.loads(value)
+            return yaml.safe_load(handle)
+    return json.loads(value)
+
+
+def parse_params(value: str) -> dict[str, Any]:
+    """A stage's parameters from the CLI: inline JSON, or ``@path`` to a JSON/YAML file."""
+    loaded = _load_cli_value(value)
     if not isinstance(loaded, dict):
         raise ConfigError(f"--params must be a JSON object, got {type(loaded).__name__}")
+    return loaded
+
+
+def parse_list(value: str, option: str) -> list[Any]:
+    """A list-valued option (inline JSON or ``@path``), e.g. ``--mix``."""
+    loaded = _load_cli_value(value)
+    if not isinstance(loaded, list):
+        raise ConfigError(f"{option} must be a JSON list, got {type(loaded).__name__}")
     return loaded
 
 
@@ -148,7 +159,8 @@ def reject_unknown(cls: type, data: Mapping[str, Any], section: str) -> None:
 
 
 def section_schema(section: str) -> dict[str, Any]:
-    """The schema of one config section (a dotted path such as ``evaluation.sandbox``), with the
+    """The schema of one config section (a dotted path such as ``evaluation.sandbox``; ``a.b[]``:
+    an item of the list ``a.b``), with the
     root's ``$defs`` so its references resolve, and without the section's own ``required`` (a
     stage's parameters may leave any key to its default), ``additionalProperties`` (which keys
     a stage takes is its params class's fields: :func:`reject_unknown`) and the rules that
@@ -157,9 +169,13 @@ def section_schema(section: str) -> dict[str, Any]:
     root = load_schema()
     node: Mapping[str, Any] = root
     for part in section.split("."):
-        node = (node.get("properties") or {}).get(part) or {}
-        while "$ref" in node:
-            node = root["$defs"][node["$ref"].rsplit("/", 1)[1]]
+        items = part.endswith("[]")  # "mix[]": the schema of one item of the list "mix"
+        node = (node.get("properties") or {}).get(part.removesuffix("[]")) or {}
+        for step in (True, False) if items else (False,):
+            while "$ref" in node:
+                node = root["$defs"][node["$ref"].rsplit("/", 1)[1]]
+            if step:
+                node = node.get("items") or {}
     dropped = ("required", "additionalProperties", "dependentSchemas", "allOf")
     sub = {k: v for k, v in node.items() if k not in dropped}
     return {"$defs": root["$defs"], **sub}

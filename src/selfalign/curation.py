@@ -63,7 +63,7 @@ import json
 import logging
 import os
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,8 @@ import numpy as np
 
 from .chain import STAGES
 from .config import check_params
+from .mix import SELF, MixSource, load_source
+from .pins import Pin
 from .records import (
     JsonObj,
     RecordError,
@@ -634,9 +636,13 @@ def run_sft(
     params: SmartParams,
     *,
     contamination: Contamination | None = None,
+    mix: Sequence[MixSource] = (),
+    pins: Mapping[str, Pin] | None = None,
     show_progress: bool = True,
 ) -> StageStats:
-    """Stage 3: SMART rewrite, decontamination, and the final records (in input order)."""
+    """Stage 3: SMART rewrite, decontamination, and the final records (in input order); then
+    each external source's chosen records (``mix``, :mod:`selfalign.mix`), decontaminated the
+    same way, in source order."""
     path = Path(input_path)
     stats = StageStats()
     removed_counts: dict[str, int] = {"reasoning": 0, "explanation": 0, "tests": 0}
@@ -666,7 +672,29 @@ def run_sft(
             augmented += result.assertion_added
             out.write(dumps(sft_record(record, result.instruction, result.response)) + "\n")
             stats.n_out += 1
-    stats.extra = {
+        sources: dict[str, dict[str, int]] = {SELF: {"in": stats.n_in, "out": stats.n_out}} if mix else {}
+        for source in mix:
+            chosen, rows = load_source(source, pins)
+            entry = sources[source.name] = {"rows": rows, "in": len(chosen), "out": 0, "contaminated": 0}
+            for made in chosen:
+                stats.n_in += 1
+                if contamination is not None:
+                    checked += 1
+                    hit = contamination.check(made.id, made.instruction, made.response)
+                    if hit is not None:
+                        entry["contaminated"] += 1
+                        if params.decontaminate:
+                            stats.drop(f"contaminated:{hit}", id=made.id, detail=contamination.hits[-1])
+                            continue
+                out.write(dumps({"id": made.id, "instruction": made.instruction, "response": made.response,
+                                 "source": made.source}) + "\n")
+                entry["out"] += 1
+                stats.n_out += 1
+    if sources:
+        # per source; the funnel's chain check counts "added" as records from outside the chain
+        stats.extra["sources"] = sources
+        stats.extra["added"] = sum(e["in"] for k, e in sources.items() if k != SELF)
+    stats.extra |= {
         "rng": params.rng,
         "sections_removed": removed_counts,
         "assertions_in_instruction": augmented,
@@ -682,7 +710,7 @@ def write_parquet(jsonl: str | os.PathLike[str], output: str | os.PathLike[str])
     import pyarrow.parquet as pq
 
     rows = [record for _, record in iter_jsonl(Path(jsonl))]
-    columns = ["id", "instruction", "response", *PROVENANCE_FIELDS]
+    columns = ["id", "instruction", "response", *PROVENANCE_FIELDS, "source"]  # source: mixed-in records
     present = [c for c in columns if any(c in r for r in rows)] or ["id", "instruction", "response"]
     # typed explicitly, so an empty SFT set still gives a file with the columns
     schema = pa.schema([(c, pa.int64() if c == "sample" else pa.string()) for c in present])
@@ -749,6 +777,29 @@ def dataset_card(results_dir: Path, run_name: str, sft_meta: Mapping[str, Any], 
             f"- test assertions appended to the instruction: {sft_meta.get('assertions_in_instruction', 0)}",
             "- contamination against HumanEval and MBPP: see `decontamination.json`",
             "",
+            *_card_sources(sft_meta.get("sources") or {}),
         ]
     )
+
+
+def _card_sources(sources: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """The card's per-source table, where external sets were mixed in (curation.mix)."""
+    if not sources:
+        return []
+    total = sum(e["out"] for e in sources.values()) or 1
+    rows = []
+    for name, e in sources.items():
+        rows.append(f"| `{name}` | {e.get('rows', e['in']) if name != SELF else ''} | {e['in']} | {e['out']} | "
+                    f"{e.get('contaminated', '')} | {100 * e['out'] / total:.1f}% |")
+    return [
+        "## Sources",
+        "",
+        "`self`: the records this recipe generated; the others were mixed in by `curation.mix`",
+        "(their records carry `source` and ids `<source>:<row>`).",
+        "",
+        "| source | rows | chosen | in sft.jsonl | benchmark matches | share |",
+        "|---|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+    ]
 

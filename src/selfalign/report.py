@@ -32,6 +32,7 @@ import yaml
 from .chain import ARTIFACT_STAGES, SAMPLE_DROP_PREFIX, STAGES, Stage, dropped_path
 from .config import recipe_line
 from .evaluation.score import PAPER_PASS_AT_1, TABLE_HEADER, markdown_table, table_rows
+from .mix import SELF
 from .provenance import SIDECAR_SUFFIX, artifact_digest, artifact_size, sidecar_path
 from .records import atomic_writer, fingerprint, sha256_file
 
@@ -127,7 +128,9 @@ class FunnelRow:
     n_out: int
     drops: dict[str, int]
     skipped: dict[str, int] = field(default_factory=dict)
-    chained: bool | None = None  # in == previous out + skipped; None: first row or unit change
+    #: records from outside the chain, by source (curation.mix): in == previous out + added
+    added: dict[str, int] = field(default_factory=dict)
+    chained: bool | None = None  # in == previous out + skipped + added; None: first row or unit change
 
     @property
     def dropped(self) -> int:
@@ -157,6 +160,7 @@ class FunnelRow:
             "dropped": self.dropped,
             "drops": self.drops,
             "skipped_before": self.skipped,
+            **({"added_from_sources": self.added} if self.added else {}),
             "balanced": self.balanced,
             "chained": self.chained,
             "paper": {"out": paper.value, "text": paper.text} if paper else None,
@@ -186,6 +190,8 @@ def _funnel_row(stage: Stage, meta: Mapping[str, Any], where: Path) -> FunnelRow
         beyond = (meta.get("stats") or {}).get("records_beyond_limit", 0)
         if beyond:
             row.skipped = {BEYOND_LIMIT: int(beyond)}
+    sources = (meta.get("stats") or {}).get("sources") or {}
+    row.added = {name: int(e["in"]) for name, e in sources.items() if name != SELF and isinstance(e, dict)}
     return row
 
 
@@ -209,7 +215,7 @@ def build_funnel(results_dir: str | os.PathLike[str]) -> list[FunnelRow]:
         row = _funnel_row(stage, load_sidecar(where), where)
         # I->R's samples are counted in another unit than the instructions before them
         if rows and not stage.counted_in_stats:
-            row.chained = row.n_in + sum(row.skipped.values()) == rows[-1].n_out
+            row.chained = row.n_in + sum(row.skipped.values()) - sum(row.added.values()) == rows[-1].n_out
         rows.append(row)
     return rows
 
@@ -752,6 +758,10 @@ def _funnel_html(funnel: Sequence[Mapping[str, Any]]) -> str:
         drops = ", ".join(f"{_e(k)} {v:,}" for k, v in _sorted_drops(row["drops"]).items()) or '<span class="dim">none</span>'
         skipped = "".join(
             f'<br><span class="dim">not passed on to it: {v:,} {_e(k)}</span>' for k, v in row["skipped_before"].items()
+        )
+        skipped += "".join(
+            f'<br><span class="dim">mixed in from {_e(k)}: {v:,}</span>'
+            for k, v in (row.get("added_from_sources") or {}).items()
         )
         kept = f"{100 * row['out'] / row['in']:.1f}%" if row["in"] else "–"
         chained = _check(row["chained"]) if row["chained"] is not None else '<span class="dim">unit change</span>' \
