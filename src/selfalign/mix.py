@@ -27,7 +27,6 @@ from __future__ import annotations
 import gzip
 import json
 import random
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +35,6 @@ from typing import Any
 from .config import check_params
 from .pins import Pin
 
-KINDS = ("pinned", "jsonl", "hub")
-FORMATS = ("prompt_completion", "instruction_response", "commit")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 #: the name self-generated records are counted under
 SELF = "self"
 
@@ -70,13 +66,9 @@ class MixSource:
     def from_dict(cls, data: Mapping[str, Any], where: str = "curation.mix") -> MixSource:
         check_params(cls, data, "curation.mix[]")
         made = cls(**dict(data))
-        name = f"{where}[{made.name!r}]"
-        if not _NAME.match(made.name) or made.name == SELF:
+        name = f"{where}[{made.name!r}]"  # kind, format and the name's form: the schema's
+        if made.name == SELF:
             raise MixError(f"{where}: source name {made.name!r} must be a plain word other than {SELF!r}")
-        if made.kind not in KINDS:
-            raise MixError(f"{name}: kind must be one of {', '.join(KINDS)}, got {made.kind!r}")
-        if made.format not in FORMATS:
-            raise MixError(f"{name}: format must be one of {', '.join(FORMATS)}, got {made.format!r}")
         if made.count is not None and made.fraction is not None:
             raise MixError(f"{name}: give count or fraction, not both")
         needs = {"jsonl": ("path",), "hub": ("dataset", "revision")}.get(made.kind, ())
