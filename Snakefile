@@ -42,7 +42,8 @@ except ConfigError as exc:
 
 # Every job inherits these: CPU float kernels that do not depend on the machine's instruction set
 # (determinism.cpu_kernels: portable), overriding whatever the caller's environment asks for.
-os.environ.update(cpu_kernel_env(config["determinism"]["cpu_kernels"]))
+# portable also preloads selfalign's fixed-order BLAS (built here once with cc; selfalign.determinism).
+os.environ.update(cpu_kernel_env(config["determinism"]["cpu_kernels"], os.environ.get("LD_PRELOAD")))
 # ... and the cap on drop records' detail strings (config drops.detail_chars).
 os.environ[DETAIL_CAP_ENV] = str(config["drops"]["detail_chars"])
 

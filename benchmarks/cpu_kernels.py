@@ -5,9 +5,11 @@ trained for a few steps under each ``determinism.cpu_kernels`` mode, in one run.
 
 Needs a tiny run's seed functions and texts (``seeds/filtered.jsonl``, ``model/texts/``). For each
 mode it runs ``selfalign tinymodel`` in a fresh process with that mode's environment
-(selfalign.determinism.CPU_KERNEL_ENV) and reports the wall time, the ratio against ``native``
+(selfalign.determinism.cpu_kernel_env) and reports the wall time, the ratio against ``native``
 (the baseline: what this CPU picks by itself) and the weights' sha256: equal hashes across
 modes would mean the kernels do not matter here; different ones are why the workflow pins them.
+``portable-mkl`` is portable as it was until 2026-12-07 (oneMKL's COMPATIBLE branch for the
+matmuls, no fixed-order BLAS): the same bytes on one CPU vendor only.
 """
 
 from __future__ import annotations
@@ -26,12 +28,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from selfalign.determinism import CPU_KERNEL_ENV  # noqa: E402
+from selfalign.determinism import CPU_KERNEL_ENV, MODE_ENV, cpu_kernel_env  # noqa: E402
+
+MODES = ("native", "portable", "portable-mkl", "baseline")
+
+
+def mode_env(mode: str) -> dict[str, str]:
+    if mode == "portable-mkl":
+        return {**CPU_KERNEL_ENV["portable"], MODE_ENV: "portable-mkl"}
+    return cpu_kernel_env(mode)
 
 
 def train(run: Path, steps: int, mode: str, out: Path) -> tuple[float, str]:
-    environ = {k: v for k, v in os.environ.items() if k not in CPU_KERNEL_ENV["portable"]}
-    environ.update(CPU_KERNEL_ENV[mode])
+    environ = {k: v for k, v in os.environ.items()
+               if k not in (*CPU_KERNEL_ENV["portable"], MODE_ENV, "LD_PRELOAD")}
+    environ.update(mode_env(mode))
     params = json.dumps({"steps": steps, "text_repeat": 48, "warmup": 2})
     command = [str(Path(sys.executable).with_name("selfalign")), "tinymodel", "--params", params,
                "--corpus", str(run / "seeds" / "filtered.jsonl"), "--text",
@@ -50,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for mode in ("native", "portable", "baseline"):
+        for mode in MODES:
             results[mode] = train(args.run, args.steps, mode, Path(tmp) / mode)
             print(f"{mode:9s} {results[mode][0]:7.1f} s  weights {results[mode][1][:16]}", flush=True)
     base = results["native"][0]

@@ -19,6 +19,11 @@ REPORT_DROPPED = [
 ]
 
 
+# A run with a lock file checks its bytes before the report is written, so the report shows the
+# verdict (the report itself is not locked).
+VERDICT = [f"{RESULTS}/verify.json"] if config["verify"]["lock"] else []
+
+
 rule report:
     input:
         chain=[f"{RESULTS}/{s.artifact}.meta.json" for s in REPORT_STAGES] + [f"{RESULTS}/checkpoint.meta.json"],
@@ -32,6 +37,7 @@ rule report:
             *([f"{RESULTS}/seeds/dedup.duplicates.jsonl"] if built_here("dedup") else []),
             *REPORT_DROPPED,
         ],
+        verdict=VERDICT,
     output:
         html=report(
             f"{RESULTS}/report/index.html",
@@ -50,6 +56,7 @@ rule report:
         # the results directory the outputs are in, as the sidecars' input paths name it
         results=lambda wildcards, output: os.path.dirname(os.path.dirname(output.html)),
         run=RUN,
+        verdict=lambda wildcards, input: f"--verdict {input.verdict}" if input.verdict else "",
     log:
         f"{RESULTS}/logs/report.log",
     benchmark:
@@ -62,23 +69,31 @@ rule report:
     shell:
         "selfalign report --results {params.results} --run-name {params.run} --config {params.config:q}"
         " --eval {input.scores} --eval-table {input.table} --files {input.files}"
-        " --html {output.html} --json {output.json} --svg {output.svg} > {log} 2>&1"
+        " --html {output.html} --json {output.json} --svg {output.svg} {params.verdict} > {log} 2>&1"
 
 
 if config["verify"]["lock"]:
 
     rule verify:
         input:
-            report=rules.report.output.json,
+            # every artifact the report reads (so the whole run is there), not the report itself
+            chain=rules.report.input.chain,
+            parquet=rules.report.input.parquet,
+            scores=rules.report.input.scores,
+            table=rules.report.input.table,
+            files=rules.report.input.files,
             lock=config["verify"]["lock"],
         output:
             f"{RESULTS}/verify.json",
         log:
             f"{RESULTS}/logs/verify.log",
+        params:
+            strict="--strict" if config["verify"]["strict"] else "",
         resources:
             mem_mb=2000,
             runtime=10,
         container:
             PIPELINE_IMAGE
         shell:
-            "selfalign verify {RESULTS} --lock {input.lock} --out {output} 2>&1 | tee {log}"
+            "selfalign verify {RESULTS} --lock {input.lock} --out {output} {params.strict}"
+            " 2>&1 | tee {log}"

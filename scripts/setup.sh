@@ -88,6 +88,9 @@ fi
 # The Go packages, Rust crates and js-md5 HumanEvalPack's programs use, built offline once
 # (kept while the tools' versions and the npm lock are unchanged).
 .venv/bin/selfalign toolchains build .venv/toolchains >/dev/null
+# The portable CPU kernels' fixed-order BLAS (selfalign.determinism), built once with the C
+# compiler; the workflow would build it on first use, here a missing compiler shows at once.
+.venv/bin/python -m selfalign.determinism portable >/dev/null
 # Pyright's PyPI wrapper installs the matching npm package on first use.
 .venv/bin/pyright --version >/dev/null
 echo "selfalign: environment ready in .venv ($(.venv/bin/selfalign --version))"

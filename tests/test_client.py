@@ -44,7 +44,7 @@ from selfalign.generation.client import (
 from selfalign.records import read_jsonl
 from selfalign.stage import StageStats
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.server]
 
 REPO = Path(__file__).resolve().parents[1]
 

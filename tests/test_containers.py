@@ -26,7 +26,7 @@ from container_images import recorded_ids, require_images
 
 from selfalign.records import read_jsonl, write_jsonl
 
-pytestmark = [pytest.mark.containers, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.sandbox, pytest.mark.containers, pytest.mark.timeout(1800)]
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS: dict[str, Any] = {"timeout_s": 2, "memory_mb": 1024, "workers": 2, "records_per_unit": 3}

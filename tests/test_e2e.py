@@ -23,7 +23,7 @@ from selfalign.determinism import PORTABLE_CPU_ENV
 # A tiny chain takes 8-20 minutes on 2 cores (the CPU decides); the module-wide 900 s limit
 # would cut the clean run short and leave its processes behind.
 CHAIN_TIMEOUT_S = 2700
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2 * CHAIN_TIMEOUT_S + 600)]
+pytestmark = [pytest.mark.sandbox, pytest.mark.server, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2 * CHAIN_TIMEOUT_S + 600)]
 
 # The chain's artifacts come from its one definition (selfalign.chain).
 SEED_ARTIFACTS = (*(chain.stage(k).artifact.removeprefix("seeds/") for k in chain.SEED_STAGES), "dedup.duplicates.jsonl")
@@ -44,7 +44,9 @@ CHECKPOINT_FILES = ("model.safetensors", "config.json", "generation_config.json"
 EVALUATED = ("eval/humaneval.samples.jsonl", "eval/mbpp.samples.jsonl", "eval/humaneval.json",
              "eval/mbpp.json", "eval/table.md")
 REPORTED = ("report/index.html", "report/report.json", "report/funnel.svg")
-PROFILE = ["--profile", "profiles/tiny"]
+# strict: a run whose bytes differ from the lock fails (profiles/tiny/strict.yaml), as in CI
+PROFILE = ["--profile", "profiles/tiny", "--configfile", "config.yaml", "profiles/tiny/recipe.yaml",
+           "profiles/tiny/strict.yaml"]
 
 
 def _artifacts(workdir: Path) -> dict[str, bytes]:
@@ -296,18 +298,57 @@ def test_tiny_chain_ends_verified_against_the_published_lock(clean_run: Path) ->
     for name in ("model/base", "checkpoint", "eval/humaneval.samples.jsonl"):
         facts = json.loads((results / f"{name}.meta.json").read_text())["determinism"]
         assert facts["env"] == {**facts["env"], **PORTABLE_CPU_ENV}, name
+    # ... and the matmuls of the stages that trained ran in the fixed-order BLAS, not oneMKL
+    for name in ("model/base", "checkpoint"):
+        facts = json.loads((results / f"{name}.meta.json").read_text())["determinism"]
+        assert facts["fixed_blas"]["calls"] > 100, name
+
+
+#: The stages the killed run takes from the clean run instead of rebuilding them (the seed stages,
+#: the tiny base model, judge, S->C and C->I): everything before I->R, the stage it is killed in.
+#: That the tiny model stage gives the same bytes under this run's CPU request is proven at a
+#: small shape in tests/test_tinymodel.py (test_a_build_under_another_cpu_request_...).
+UPSTREAM_OF_KILL = ("seeds", "model", "concepts.", "instructions.")
+
+
+def _start_from_clean_upstream(clean: Path, workdir: Path) -> list[str]:
+    """Copy the clean run's artifacts before I->R (with their sidecars, drop files and indexes,
+    mtimes kept) into workdir, check their hashes, and return what was copied."""
+    import hashlib
+    import shutil
+
+    src, dst = clean / "results" / "tiny", workdir / "results" / "tiny"
+    copied = []
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        rel = path.relative_to(src).as_posix()
+        if rel.split("/", 1)[0] in UPSTREAM_OF_KILL[:2] or rel.startswith(UPSTREAM_OF_KILL[2:]):
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dst / rel)
+            copied.append(rel)
+    for rel in copied:
+        assert hashlib.sha256((dst / rel).read_bytes()).digest() == hashlib.sha256((src / rel).read_bytes()).digest()
+    assert {"seeds/judged.jsonl", "model/base/model.safetensors", "instructions.jsonl"} <= set(copied)
+    assert not any(rel.startswith(("responses", "executed", "generate/")) for rel in copied)
+    return copied
 
 
 def test_killed_midway_then_rerun_gives_the_same_bytes(clean_run: Path, tmp_path: Path) -> None:
-    """Also the CPU-capability check: this run's environment asks for this CPU's own kernels
+    """Starts from the clean run's artifacts before I->R (copied, hashes checked) and is killed
+    inside I->R with its server live; the rerun must give the clean run's bytes.
+
+    Also the CPU-capability check: this run's environment asks for this CPU's own kernels
     (AVX-512 here) while the clean run's asked for nothing, and makes oneMKL take the dispatch it
-    takes on a non-Intel CPU (tests/data/mkl_non_intel.c); the workflow's portable kernels
-    (determinism.cpu_kernels: the AVX2 floor) override the one and do not depend on the other,
-    so the bytes are the same, and the published ones."""
+    takes on the other vendor's CPU (tests/data/mkl_non_intel.c on an Intel machine,
+    mkl_intel.c elsewhere); the workflow's portable kernels (determinism.cpu_kernels: the AVX2
+    floor and the fixed-order BLAS) override the one and do not depend on the other, so the
+    bytes of every stage from I->R on (CPU server sampling, execution, fine-tuning, eval) are
+    the same, and the published ones."""
     workdir = copy_workflow(tmp_path / "selfalign")
     results = workdir / "results" / "tiny"
+    copied = _start_from_clean_upstream(clean_run, workdir)
     log = tmp_path / "killed.log"
-    native = {**_native_cpu_env(), "LD_PRELOAD": mkl_non_intel_preload(tmp_path)}
+    other_vendor = "non_intel" if "GenuineIntel" in Path("/proc/cpuinfo").read_text() else "intel"
+    native = {**_native_cpu_env(), "LD_PRELOAD": mkl_non_intel_preload(tmp_path, other_vendor)}
     proc = start(PROFILE, workdir, log, extra_env=native)
     # Kill inside the I->R stage (server, client and all), once one of its resumable units is
     # on disk: the rerun must send only the rest and still give the same bytes.
@@ -332,3 +373,5 @@ def test_killed_midway_then_rerun_gives_the_same_bytes(clean_run: Path, tmp_path
     assert not list(results.rglob("*.parts"))
     meta = json.loads((results / "responses.jsonl.meta.json").read_text())
     assert meta["stats"]["units_resumed"] >= 1
+    # the copied upstream was used as it was, not rebuilt (its bytes, and the stages' logs absent)
+    assert not (results / "logs" / "model").exists() and len(copied) > 10

@@ -38,6 +38,8 @@ from selfalign.evaluation.score import (
 from selfalign.records import RecordError
 from selfalign.sandbox import Sandbox, SandboxUnavailable, check_backend
 
+pytestmark = pytest.mark.sandbox
+
 UPSTREAM = shared_data() / "upstream"
 
 

@@ -19,7 +19,7 @@ from conftest import REPO, shared_data
 from selfalign.execution import ExecutionParams, extract_code, run_execution
 from selfalign.records import RecordError, read_jsonl, write_jsonl
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.sandbox]
 
 PARAMS = {"backend": "gvisor", "timeout_s": 4, "memory_mb": 1024, "workers": 2, "records_per_unit": 16}
 

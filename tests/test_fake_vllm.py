@@ -18,6 +18,8 @@ import yaml
 from own_model import build_qwen2
 from workflow_utils import copy_workflow, env
 
+pytestmark = pytest.mark.server
+
 REPO = Path(__file__).resolve().parents[1]
 FAKE = Path(__file__).parent / "fake_vllm"
 REVISION = "0123456789abcdef0123456789abcdef01234567"

@@ -22,6 +22,8 @@ from workflow_utils import copy_workflow, run
 from selfalign.octopack import humanevalpack, toolchains
 from selfalign.octopack.execute import PackSandboxParams, run_programs
 
+pytestmark = pytest.mark.sandbox
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "octopack"
 TIMEOUTS = {"js": 5.0, "java": 20.0, "go": 20.0, "cpp": 20.0, "rust": 25.0}
 MARGIN_S = 10.0

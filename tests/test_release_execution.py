@@ -22,7 +22,7 @@ from selfalign.execution import ExecutionParams, run_execution
 DATA = Path(__file__).parent / "data" / "release" / "exec"
 REPO = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.sandbox]
 
 
 def rows(path: Path) -> list[dict]:

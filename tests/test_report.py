@@ -362,4 +362,32 @@ def test_tiny_dry_run_ends_in_the_report(tmp_path: Path) -> None:
     assert "--results results/tiny --run-name tiny" in command
     assert "--eval results/tiny/eval/humaneval.json results/tiny/eval/mbpp.json" in command
     assert "--html results/tiny/report/index.html --json results/tiny/report/report.json" in command
+    # the bytes are checked against the lock first, so the report shows the verdict; not strict
+    # by default (a divergence is a result), strict with profiles/tiny/strict.yaml (CI, e2e)
+    assert command.rstrip().endswith("--verdict results/tiny/verify.json > results/tiny/logs/report.log 2>&1")
+    out = result.stdout
+    assert out.index("selfalign verify results/tiny") < out.index("selfalign report ")
+    assert "--strict" not in next(line for line in out.splitlines() if "selfalign verify " in line)
+    strict = run(["--profile", "profiles/tiny", "--configfile", "config.yaml", "profiles/tiny/recipe.yaml",
+                  "profiles/tiny/strict.yaml", "-n", "-p"], workdir, timeout=120)
+    assert strict.returncode == 0, strict.stdout
+    assert "--strict" in next(line for line in strict.stdout.splitlines() if "selfalign verify " in line)
     assert (workdir / "report" / "workflow.rst").is_file()
+
+
+def test_the_page_shows_the_runs_verdict_against_its_lock(demo: Path) -> None:
+    from selfalign.verify import make_lock, verify
+
+    results = demo / RUN
+    lock = make_lock(results)
+    (results / "README.md").write_text("another card\n")
+    verdict = demo / "verify.json"
+    verdict.write_text(json.dumps(verify(results, lock)))
+    report = _report(demo, verdict=verdict)
+    assert report["verification"]["ok"] is False
+    assert report["verification"]["summary"].startswith("not verified: ")
+    out = results / "report"
+    write_report(report, html_out=out / "index.html", json_out=out / "report.json", svg_out=out / "funnel.svg")
+    page = (out / "index.html").read_text()
+    assert "<b>Bytes against the lock:</b> not verified: " in page and "first divergence: README.md" in page
+    assert _report(demo)["verification"] is None

@@ -26,6 +26,8 @@ from selfalign.sandbox import (
 )
 from selfalign.sandbox import backends as backends_mod
 
+pytestmark = pytest.mark.sandbox
+
 HANG_S = 1.5  # wall limit for the samples that would run forever
 MARGIN_S = 6.0  # what a hostile case may take beyond its limit, start-up and cleanup included
 

@@ -36,6 +36,8 @@ from selfalign.serving import (
     wait_ready,
 )
 
+pytestmark = pytest.mark.server
+
 MODEL = "tiny-sc2"
 CONTEXT = 256
 PROMPT = "def add(a, b):\n    return a + b\n\n\ndef "

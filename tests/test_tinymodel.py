@@ -361,3 +361,32 @@ def test_default_context_holds_an_8_shot_prompt_and_its_completion(fewshot: Path
     tokenizer = train_tokenizer(seeds + [fewshot_text], defaults.vocab_size, 8192)
     lengths = [len(tokenizer(p)["input_ids"]) for p in _upstream_prompts(fewshot_text, seeds[:40])]
     assert max(lengths) + 1536 <= defaults.max_position_embeddings, max(lengths)
+
+
+def test_a_build_under_another_cpu_request_gives_the_same_bytes(
+    corpus: Path, fewshot: Path, tmp_path: Path
+) -> None:
+    """What the e2e's killed-and-resumed run asks of the tiny model stage, proven here at a small
+    shape: a caller whose environment asks for this CPU's own kernels (AVX-512 where there is
+    one, oneMKL's AUTO branch, oneDNN unbounded) and whose oneMKL answers as the other vendor's
+    CPU, run the way the workflow runs every job (its portable variables over the caller's,
+    the fixed-order BLAS first in LD_PRELOAD): the same bytes as a plain portable build."""
+    from workflow_utils import mkl_non_intel_preload
+
+    from selfalign.determinism import MODE_ENV, PORTABLE_CPU_ENV, cpu_kernel_env
+
+    other = "non_intel" if "GenuineIntel" in Path("/proc/cpuinfo").read_text() else "intel"
+    clean = {k: v for k, v in os.environ.items() if k not in (*PORTABLE_CPU_ENV, MODE_ENV, "LD_PRELOAD")}
+    caller = {**clean, "ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "AUTO", "ONEDNN_MAX_CPU_ISA": "ALL",
+              "LD_PRELOAD": mkl_non_intel_preload(tmp_path, other)}
+    runs = {"plain": {**clean, **cpu_kernel_env("portable")},
+            "asked-native": {**caller, **cpu_kernel_env("portable", caller["LD_PRELOAD"])}}
+    params = json.dumps({**SMALL, "hidden_size": 64, "intermediate_size": 256, "seq_len": 64, "steps": 6,
+                         "threads": 2})
+    for name, environ in runs.items():
+        done = subprocess.run([sys.executable, "-m", "selfalign.tinymodel", "--corpus", str(corpus), "--text",
+                               str(fewshot), "--out", str(tmp_path / name), "--params", params, "--quiet"],
+                              env=environ, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    # (both ran under SELFALIGN_CPU_KERNELS=portable, so a build without the fixed BLAS had stopped)
+    assert _files(tmp_path / "plain") == _files(tmp_path / "asked-native")

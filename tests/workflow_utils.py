@@ -55,6 +55,9 @@ def copy_workflow(dest: Path) -> Path:
     (dest / "src" / "selfalign").mkdir(parents=True, exist_ok=True)
     for py in (REPO / "src" / "selfalign").glob("*.py"):
         shutil.copy2(py, dest / "src" / "selfalign" / py.name)
+    # ... and the fixed-order BLAS's source, which the Snakefile builds for the portable kernels
+    (dest / "src" / "selfalign" / "data").mkdir(exist_ok=True)
+    shutil.copy2(REPO / "src" / "selfalign" / "data" / "fixedblas.c", dest / "src" / "selfalign" / "data")
     shared = REPO.parent / "shared"
     if shared.exists() and not (dest.parent / "shared").exists():
         (dest.parent / "shared").symlink_to(shared)
@@ -113,11 +116,12 @@ def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL, grace: float =
         proc.wait()
 
 
-def mkl_non_intel_preload(build_dir: Path) -> str:
-    """tests/data/mkl_non_intel.c built into build_dir: the LD_PRELOAD value under which oneMKL
-    takes its non-Intel dispatch (what it does on an AMD CPU)."""
-    library = build_dir / "mkl_non_intel.so"
+def mkl_non_intel_preload(build_dir: Path, vendor: str = "non_intel") -> str:
+    """tests/data/mkl_<vendor>.c built into build_dir: the LD_PRELOAD value under which oneMKL
+    takes its non-Intel dispatch (what it does on an AMD CPU), or with vendor="intel" its Intel
+    one (what it does on an Intel CPU), whatever this machine's CPU is."""
+    library = build_dir / f"mkl_{vendor}.so"
     if not library.exists():
         subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(library),
-                        str(Path(__file__).parent / "data" / "mkl_non_intel.c")], check=True)
+                        str(Path(__file__).parent / "data" / f"mkl_{vendor}.c")], check=True)
     return str(library)

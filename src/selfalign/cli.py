@@ -517,6 +517,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         eval_table=args.eval_table,
         files=args.files,
         verify=args.verify_hashes,
+        verdict=args.verdict,
     )
     write_report(report, html_out=args.html, json_out=args.json, svg_out=args.svg)
     sidecars = [a["sidecar"] for a in report["artifacts"] if "sidecar" in a]
@@ -597,7 +598,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
     if args.out:
         write_json(args.out, report)
     print(summary(report))
-    if not report["ok"]:
+    if not report["ok"] and args.strict:
         raise ValueError(f"{args.run} differs from {args.lock} (first divergence above)")
 
 
@@ -743,6 +744,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="the run's results directory, e.g. results/tiny")
     p.add_argument("--lock", default="tests/expected/tiny.lock.json", help="the lock file")
     p.add_argument("--out", default=None, help="write the full report (JSON) here")
+    p.add_argument("--strict", action="store_true",
+                   help="exit non-zero when the run differs (default: report it and exit 0)")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("explain", help="one record's path through the chain: kept or dropped at each stage, "
@@ -937,6 +940,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", required=True, help="the machine-readable report (report/report.json)")
     p.add_argument("--svg", default=None, help="the funnel plot alone (report/funnel.svg)")
     p.add_argument("--verify-hashes", action="store_true", help="rehash every artifact against its sidecar")
+    p.add_argument("--verdict", default=None, help="the run's verify.json (selfalign verify --out): shown first")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("concat", help="concatenate shard outputs in shard order and merge their sidecars")

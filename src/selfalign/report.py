@@ -503,6 +503,7 @@ def build_report(
     files: Sequence[str | os.PathLike[str]] = (),
     prefix: str | None = None,
     verify: bool = False,
+    verdict: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """report.json's content: funnel, evaluation, artifacts, config, environment."""
     funnel = build_funnel(results_dir)
@@ -527,7 +528,20 @@ def build_report(
         "config_summary": {".".join(k): _lookup(config, k) for k in CONFIG_SUMMARY},
         "config": config,
         "environment": environment(artifacts),
+        "verification": _verification(verdict),
     }
+
+
+def _verification(path: str | os.PathLike[str] | None) -> dict[str, Any] | None:
+    """The run's bytes against its lock (selfalign verify's report), as the report shows it."""
+    if path is None:
+        return None
+    from .verify import summary
+
+    verdict = json.loads(Path(path).read_text(encoding="utf-8"))
+    return {"ok": verdict["ok"], "identical": verdict["identical"], "artifacts": verdict["artifacts"],
+            "lock_run": verdict.get("lock_run"), "first_divergence": verdict.get("first_divergence"),
+            "summary": summary(verdict)}
 
 
 # -------------------------------------------------------------------------------- examples
@@ -953,6 +967,8 @@ def render_html(report: Mapping[str, Any], svg: str) -> str:
             f"<style>{CSS}</style></head><body><main>",
             f"<h1>selfalign run <code>{_e(report['run_name'])}</code></h1>",
             f'<p class="sub"><b>Recipe:</b> {_e(report["recipe"])}.</p>',
+            *([f'<p class="sub"><b>Bytes against the lock:</b> {"<br>".join(_e(line) for line in verification["summary"].splitlines())}</p>']
+              if (verification := report.get("verification")) else []),
             f'<p class="sub">The StarCoder2-Instruct self-alignment recipe, rebuilt. Code '
             f"<code>{_e(commit or '?')}</code>, config digest <code>{_e(report['config_sha256'][:16])}</code>. "
             "Every number below is read from the run's artifacts and their <code>.meta.json</code> sidecars; "

@@ -438,6 +438,9 @@ def _torch_settings(threads: int) -> Iterator[None]:
     """
     import torch
 
+    from .determinism import check_cpu_kernels
+
+    check_cpu_kernels()
     previous_threads = torch.get_num_threads()
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(threads)

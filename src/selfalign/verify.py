@@ -6,9 +6,13 @@ sidecars), in chain order (each artifact after the artifacts its sidecar names a
 the hashes of the inputs from outside the run (the pinned benchmark files, ...).
 
 ``selfalign verify results/tiny --lock tests/expected/tiny.lock.json`` rehashes the run and says
-``verified: N of N artifacts identical``, or names the first artifact in chain order whose bytes
-differ and whether its inputs matched: if they did, that stage computed differently here (its
-code, its packages or the machine); if not, it only inherited a difference from upstream.
+``verified: N of N artifacts identical``, or ``not verified: M of N ...`` naming the first artifact
+in chain order whose bytes differ, the files inside it that differ (a directory artifact's files
+are locked one by one: the tokenizer or the weights), and whether its inputs matched: if they
+did, that stage computed differently here (its code, its packages or the machine), and the
+summary says what to run next and what to attach to a bug report; if not, it only inherited a
+difference from upstream. A divergence is a result: ``verify`` exits non-zero only with
+``--strict`` (config ``verify.strict``; CI and the end-to-end tests are strict).
 
 The run report (``report/``) is not locked: it names the code commit it was made with.
 """
@@ -25,7 +29,7 @@ from typing import Any
 from .provenance import SIDECAR_SUFFIX, artifact_digest
 from .records import JsonObj, sha256_file
 
-LOCK_VERSION = 1
+LOCK_VERSION = 2
 
 #: Artifacts (relative to the run's directory) left out of the lock, with why.
 UNLOCKED_PREFIXES = {"report/": "the run report names the code commit it was made with"}
@@ -48,6 +52,7 @@ class Entry:
     sha256: str
     inputs: list[str] = field(default_factory=list)  # run-relative paths of inputs in the run
     external: dict[str, str | None] = field(default_factory=dict)  # inputs from outside the run
+    files: dict[str, str] = field(default_factory=dict)  # a directory artifact's files and their sha256
 
 
 def _relative(path: str, run_dir: Path) -> str | None:
@@ -84,6 +89,9 @@ def scan(run_dir: str | os.PathLike[str]) -> dict[str, Entry]:
         except json.JSONDecodeError as exc:
             raise VerifyError(f"{meta_path}: not JSON ({exc})") from None
         entry = Entry(path=rel, stage=str(meta.get("stage", "?")), sha256=artifact_digest(artifact)[0])
+        if artifact.is_dir():
+            entry.files = {p.relative_to(artifact).as_posix(): sha256_file(p)
+                           for p in sorted(artifact.rglob("*")) if p.is_file()}
         for item in meta.get("inputs", []):
             inside = _relative(str(item.get("path", "")), root)
             if inside is not None:
@@ -142,7 +150,7 @@ def make_lock(run_dir: str | os.PathLike[str], run_name: str | None = None) -> J
         "unlocked": UNLOCKED_PREFIXES,
         "artifacts": [
             {"path": p, "stage": entries[p].stage, "sha256": entries[p].sha256, "inputs": entries[p].inputs,
-             "external": entries[p].external}
+             "external": entries[p].external, **({"files": entries[p].files} if entries[p].files else {})}
             for p in chain_order(entries)
         ],
     }
@@ -179,6 +187,10 @@ def verify(run_dir: str | os.PathLike[str], lock: Mapping[str, Any]) -> JsonObj:
             row = {"path": path, "stage": item["stage"], "status": "differs", "sha256": ours.sha256,
                    "expected": item["sha256"], "inputs_matched": not changed_inputs and not changed_external,
                    "changed_inputs": changed_inputs + changed_external}
+            if "files" in item:
+                locked_files: dict[str, str] = item["files"]
+                row["files_differ"] = sorted(name for name in set(locked_files) | set(ours.files)
+                                             if locked_files.get(name) != ours.files.get(name))
         rows.append(row)
         if first is None and row["status"] != "identical":
             first = row
@@ -188,20 +200,33 @@ def verify(run_dir: str | os.PathLike[str], lock: Mapping[str, Any]) -> JsonObj:
             "ok": identical == len(rows), "first_divergence": first, "not_in_lock": extra, "rows": rows}
 
 
+#: What a user runs when a stage computed differently from matching inputs, and what to attach.
+NEXT_STEPS = (
+    "next: `.venv/bin/python -m pytest tests/test_determinism.py` checks this machine's float kernels "
+    "(the fixed-order BLAS, and with ../shared/tools/cpu_kernel_probe.py beside the checkout every "
+    "operation against the published hashes in tests/data/determinism/); for a bug report attach "
+    "{run}/verify.json, {meta}, the output of `lscpu` and `.venv/bin/pip freeze`"
+)
+
+
 def summary(report: Mapping[str, Any]) -> str:
-    lines = [f"verified: {report['identical']} of {report['artifacts']} artifacts identical"]
+    verdict = "verified" if report["identical"] == report["artifacts"] else "not verified"
+    lines = [f"{verdict}: {report['identical']} of {report['artifacts']} artifacts identical"]
     first = report["first_divergence"]
     if first is not None:
+        files = first.get("files_differ")
+        inside = f" (files: {', '.join(files[:8])})" if files else ""
         if first["status"] == "missing":
             lines.append(f"first divergence: {first['path']} ({first['stage']}) is missing")
         elif first["inputs_matched"]:
             lines.append(
-                f"first divergence: {first['path']} ({first['stage']}): its inputs matched the lock, so this "
-                "stage computed differently here (code, packages, or the machine's kernels: see the sidecar's "
-                "'determinism')"
+                f"first divergence: {first['path']} ({first['stage']}){inside}: its inputs matched the lock, so "
+                "this stage computed differently here (code, packages, or the machine's kernels: see the "
+                "sidecar's 'determinism')"
             )
+            lines.append(NEXT_STEPS.format(run=report["run"], meta=f"{report['run']}/{first['path']}.meta.json"))
         else:
-            lines.append(f"first divergence: {first['path']} ({first['stage']}): inputs differ too: "
+            lines.append(f"first divergence: {first['path']} ({first['stage']}){inside}: inputs differ too: "
                          f"{', '.join(first['changed_inputs'])}")
     if report["not_in_lock"]:
         lines.append(f"not in the lock: {', '.join(report['not_in_lock'][:10])}")

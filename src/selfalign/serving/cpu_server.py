@@ -46,6 +46,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..determinism import check_cpu_kernels
+
 LOG = logging.getLogger("selfalign.serving.cpu_server")
 
 FinishReason = Literal["stop", "length"]
@@ -367,6 +369,7 @@ def _init_slot(
     from .launch import die_with_parent
 
     die_with_parent(signal.SIGKILL)  # a slot is useless without the server that feeds it
+    check_cpu_kernels()
     torch.set_num_threads(threads)
     _SLOT_ENGINE = Engine.load(model, dtype=dtype, max_batch=max_batch, max_model_len=max_model_len)
 
@@ -595,6 +598,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    check_cpu_kernels()
     torch.set_num_threads(args.threads)
     from transformers.utils import logging as hf_logging
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..config import check_params
+from ..determinism import check_cpu_kernels
 from ..provenance import model_dir_digest
 from ..records import (
     JsonObj,
@@ -280,6 +281,8 @@ def train(
     out = Path(out_dir)
     partial = _partial_dir(out)
     hardware = resolve_hardware(params)
+    if hardware.device == "cpu":
+        check_cpu_kernels()
     if params.threads:
         torch.set_num_threads(params.threads)
     transformers.set_seed(params.seed, deterministic=True)
