@@ -294,6 +294,9 @@ def test_tiny_chain_ends_verified_against_the_published_lock(clean_run: Path) ->
     report = json.loads((results / "verify.json").read_text())
     assert report["ok"] and report["identical"] == report["artifacts"] == 37, report["first_divergence"]
     assert report["not_in_lock"] == []
+    # the run report, written after the check, shows its verdict
+    page = (results / "report" / "index.html").read_text()
+    assert "<b>Bytes against the lock:</b> verified: 37 of 37 artifacts identical" in page
     # every job ran with the portable kernels (the AVX2 floor), whatever the caller asked for
     for name in ("model/base", "checkpoint", "eval/humaneval.samples.jsonl"):
         facts = json.loads((results / f"{name}.meta.json").read_text())["determinism"]
