@@ -20,12 +20,25 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* How many calls went through this library (tests and sidecars read it through ctypes). */
-volatile uint64_t selfalign_fixedblas_calls = 0;
+/* How many calls went through this library (tests and sidecars read it through ctypes). PyTorch
+ * calls in from several threads at once, so it is counted atomically. */
+uint64_t selfalign_fixedblas_calls = 0;
+#define COUNT_CALL() __atomic_fetch_add(&selfalign_fixedblas_calls, 1, __ATOMIC_RELAXED)
+
+/* A BLAS routine has no way to report an error: out of memory ends the process, saying why. */
+static float *alloc_floats(size_t count) {
+    float *p = (float *)malloc(sizeof(float) * (count ? count : 1));
+    if (!p) {
+        fprintf(stderr, "selfalign fixed-order BLAS: out of memory for %zu floats\n", count);
+        abort();
+    }
+    return p;
+}
 
 #define MB 16 /* rows per micro-tile (two AVX2 registers) */
 #define NB 6  /* columns per micro-tile: 12 accumulators, 2 A rows and 1 B value in 16 registers */
@@ -147,7 +160,7 @@ static void fixed_gemm(gemm_args *g) {
         return;
     }
     int panels = (m + MB - 1) / MB;
-    float *ap = (float *)malloc(sizeof(float) * (size_t)panels * MB * k);
+    float *ap = alloc_floats((size_t)panels * MB * k);
     for (int pn = 0; pn < panels; pn++)
         for (int p = 0; p < k; p++)
             for (int i = 0; i < MB; i++) {
@@ -155,7 +168,7 @@ static void fixed_gemm(gemm_args *g) {
                 ap[((size_t)pn * k + p) * MB + i] = row < m ? op_a(g, row, p) : 0.0f;
             }
     int blocks = (n + NB - 1) / NB;
-    float *bp = (float *)malloc(sizeof(float) * (size_t)blocks * NB * k);
+    float *bp = alloc_floats((size_t)blocks * NB * k);
     for (int bl = 0; bl < blocks; bl++)
         for (int p = 0; p < k; p++)
             for (int q = 0; q < NB; q++) {
@@ -197,7 +210,7 @@ static int is_trans(char t) { return t == 'T' || t == 't' || t == 'C' || t == 'c
 void sgemm_(const char *transa, const char *transb, const int *m, const int *n, const int *k,
             const float *alpha, const float *a, const int *lda, const float *b, const int *ldb,
             const float *beta, float *c, const int *ldc) {
-    selfalign_fixedblas_calls++;
+    COUNT_CALL();
     gemm_args g = {*m, *n, *k, is_trans(*transa), is_trans(*transb), *lda, *ldb, 1, *ldc, *alpha, *beta, a, b, c};
     fixed_gemm(&g);
 }
@@ -209,7 +222,7 @@ void cblas_sgemm_batch(int layout, const int *transa, const int *transb, const i
                        const int *k, const float *alpha, const float **a, const int *lda, const float **b,
                        const int *ldb, const float *beta, float **c, const int *ldc, int group_count,
                        const int *group_size) {
-    selfalign_fixedblas_calls++;
+    COUNT_CALL();
     size_t idx = 0;
     for (int gi = 0; gi < group_count; gi++) {
         for (int s = 0; s < group_size[gi]; s++, idx++) {
@@ -231,7 +244,7 @@ void cblas_sgemm_batch(int layout, const int *transa, const int *transb, const i
  * product's bytes do not depend on whether libtorch called it a matrix-vector product). */
 void sgemv_(const char *trans, const int *m, const int *n, const float *alpha, const float *a, const int *lda,
             const float *x, const int *incx, const float *beta, float *y, const int *incy) {
-    selfalign_fixedblas_calls++;
+    COUNT_CALL();
     int t = is_trans(*trans);
     int rows = t ? *n : *m, cols = t ? *m : *n;
     if (*m <= 0 || *n <= 0) return;
@@ -253,7 +266,7 @@ void sgemv_(const char *trans, const int *m, const int *n, const float *alpha, c
 }
 
 float sdot_(const int *n, const float *x, const int *incx, const float *y, const int *incy) {
-    selfalign_fixedblas_calls++;
+    COUNT_CALL();
     float acc = 0.0f;
     long ix = *incx > 0 ? 0 : (long)(1 - *n) * *incx, iy = *incy > 0 ? 0 : (long)(1 - *n) * *incy;
     for (int i = 0; i < *n; i++, ix += *incx, iy += *incy) acc = fmaf(x[ix], y[iy], acc);
@@ -261,7 +274,7 @@ float sdot_(const int *n, const float *x, const int *incx, const float *y, const
 }
 
 static void axpy(int n, float alpha, const float *x, int incx, float *y, int incy) {
-    selfalign_fixedblas_calls++;
+    COUNT_CALL();
     long ix = incx > 0 ? 0 : (long)(1 - n) * incx, iy = incy > 0 ? 0 : (long)(1 - n) * incy;
     for (int i = 0; i < n; i++, ix += incx, iy += incy) {
         float t = alpha * x[ix];
