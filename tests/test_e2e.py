@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow_utils import copy_workflow, kill_group, mkl_non_intel_preload, run, start
+from workflow_utils import copy_workflow, kill_group, mkl_vendor_preload, run, start
 
 from selfalign import chain
 from selfalign.determinism import PORTABLE_CPU_ENV
@@ -311,7 +311,8 @@ def test_tiny_chain_ends_verified_against_the_published_lock(clean_run: Path) ->
 #: the tiny base model, judge, S->C and C->I): everything before I->R, the stage it is killed in.
 #: That the tiny model stage gives the same bytes under this run's CPU request is proven at a
 #: small shape in tests/test_tinymodel.py (test_a_build_under_another_cpu_request_...).
-UPSTREAM_OF_KILL = ("seeds", "model", "concepts.", "instructions.")
+UPSTREAM_DIRS = ("seeds", "model")
+UPSTREAM_FILES = ("concepts.", "instructions.")  # the artifacts, sidecars, drop files and indexes
 
 
 def _start_from_clean_upstream(clean: Path, workdir: Path) -> list[str]:
@@ -324,7 +325,7 @@ def _start_from_clean_upstream(clean: Path, workdir: Path) -> list[str]:
     copied = []
     for path in sorted(p for p in src.rglob("*") if p.is_file()):
         rel = path.relative_to(src).as_posix()
-        if rel.split("/", 1)[0] in UPSTREAM_OF_KILL[:2] or rel.startswith(UPSTREAM_OF_KILL[2:]):
+        if rel.split("/", 1)[0] in UPSTREAM_DIRS or rel.startswith(UPSTREAM_FILES):
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, dst / rel)
             copied.append(rel)
@@ -351,7 +352,7 @@ def test_killed_midway_then_rerun_gives_the_same_bytes(clean_run: Path, tmp_path
     copied = _start_from_clean_upstream(clean_run, workdir)
     log = tmp_path / "killed.log"
     other_vendor = "non_intel" if "GenuineIntel" in Path("/proc/cpuinfo").read_text() else "intel"
-    native = {**_native_cpu_env(), "LD_PRELOAD": mkl_non_intel_preload(tmp_path, other_vendor)}
+    native = {**_native_cpu_env(), "LD_PRELOAD": mkl_vendor_preload(tmp_path, other_vendor)}
     proc = start(PROFILE, workdir, log, extra_env=native)
     # Kill inside the I->R stage (server, client and all), once one of its resumable units is
     # on disk: the rerun must send only the rest and still give the same bytes.

@@ -371,14 +371,14 @@ def test_a_build_under_another_cpu_request_gives_the_same_bytes(
     one, oneMKL's AUTO branch, oneDNN unbounded) and whose oneMKL answers as the other vendor's
     CPU, run the way the workflow runs every job (its portable variables over the caller's,
     the fixed-order BLAS first in LD_PRELOAD): the same bytes as a plain portable build."""
-    from workflow_utils import mkl_non_intel_preload
+    from workflow_utils import mkl_vendor_preload
 
     from selfalign.determinism import MODE_ENV, PORTABLE_CPU_ENV, cpu_kernel_env
 
     other = "non_intel" if "GenuineIntel" in Path("/proc/cpuinfo").read_text() else "intel"
     clean = {k: v for k, v in os.environ.items() if k not in (*PORTABLE_CPU_ENV, MODE_ENV, "LD_PRELOAD")}
     caller = {**clean, "ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "AUTO", "ONEDNN_MAX_CPU_ISA": "ALL",
-              "LD_PRELOAD": mkl_non_intel_preload(tmp_path, other)}
+              "LD_PRELOAD": mkl_vendor_preload(tmp_path, other)}
     runs = {"plain": {**clean, **cpu_kernel_env("portable")},
             "asked-native": {**caller, **cpu_kernel_env("portable", caller["LD_PRELOAD"])}}
     params = json.dumps({**SMALL, "hidden_size": 64, "intermediate_size": 256, "seq_len": 64, "steps": 6,

@@ -116,7 +116,7 @@ def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL, grace: float =
         proc.wait()
 
 
-def mkl_non_intel_preload(build_dir: Path, vendor: str = "non_intel") -> str:
+def mkl_vendor_preload(build_dir: Path, vendor: str = "non_intel") -> str:
     """tests/data/mkl_<vendor>.c built into build_dir: the LD_PRELOAD value under which oneMKL
     takes its non-Intel dispatch (what it does on an AMD CPU), or with vendor="intel" its Intel
     one (what it does on an Intel CPU), whatever this machine's CPU is."""

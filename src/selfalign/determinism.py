@@ -83,8 +83,9 @@ FIXED_BLAS_CFLAGS = ("-O3", "-mavx2", "-mfma", "-ffp-contract=off", "-fno-fast-m
 FIXED_BLAS_MARK = "selfalign_fixedblas_calls"
 
 
-def fixed_blas_digest() -> str:
-    return hashlib.sha256(FIXED_BLAS_SOURCE.read_bytes() + " ".join(FIXED_BLAS_CFLAGS).encode()).hexdigest()
+def fixed_blas_digest(cflags: tuple[str, ...] = FIXED_BLAS_CFLAGS) -> str:
+    """What a build of the fixed BLAS is named by: its source and its flags."""
+    return hashlib.sha256(FIXED_BLAS_SOURCE.read_bytes() + " ".join(cflags).encode()).hexdigest()
 
 
 def fixed_blas_library(cache_dir: str | os.PathLike[str] | None = None,
@@ -93,14 +94,15 @@ def fixed_blas_library(cache_dir: str | os.PathLike[str] | None = None,
     machine's C compiler (``$CC``, else cc) into ``cache_dir`` (default: ``$SELFALIGN_CACHE`` or
     ``~/.cache/selfalign``). Raises RuntimeError, saying what to install, when there is none."""
     root = Path(cache_dir or os.environ.get("SELFALIGN_CACHE") or Path.home() / ".cache" / "selfalign")
-    digest = hashlib.sha256(FIXED_BLAS_SOURCE.read_bytes() + " ".join(cflags).encode()).hexdigest()
-    target = root / f"fixedblas-{digest[:16]}.so"
+    target = root / f"fixedblas-{fixed_blas_digest(cflags)[:16]}.so"
     if target.is_file():
         return target
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    chosen = os.environ.get("CC")
+    compiler = shutil.which(chosen) if chosen else shutil.which("cc") or shutil.which("gcc")
     if not compiler:
-        raise RuntimeError("determinism.cpu_kernels: portable builds selfalign's fixed-order BLAS with a C "
-                           "compiler, and none was found: install gcc (apt-get install gcc), or set CC")
+        found = f"CC={chosen!r} was not found" if chosen else "none was found"
+        raise RuntimeError(f"determinism.cpu_kernels: portable builds selfalign's fixed-order BLAS with a C "
+                           f"compiler, and {found}: install gcc (apt-get install gcc), or set CC")
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         built = Path(tmp) / target.name

@@ -102,15 +102,27 @@ def artifact_size(artifact: Path) -> int:
     return sum(p.stat().st_size for p in artifact.rglob("*") if p.is_file())
 
 
+def directory_files(directory: Path) -> dict[str, str]:
+    """A directory artifact's files (a model's tokenizer, weights, ...): relative path -> sha256,
+    in manifest order."""
+    return {path.relative_to(directory).as_posix(): sha256_file(path)
+            for path in sorted(p for p in directory.rglob("*") if p.is_file())}
+
+
+def manifest_digest(files: Mapping[str, str]) -> str:
+    """The sha256 of a directory's ``<relative path>\0<file sha256>\n`` manifest."""
+    manifest = hashlib.sha256()
+    for rel, sha in files.items():
+        manifest.update(f"{rel}\0{sha}\n".encode())
+    return manifest.hexdigest()
+
+
 def artifact_digest(artifact: Path) -> tuple[str, int]:
     """sha256 and size of a file; of a directory (a model), the sha256 of its sorted
     ``<relative path>\0<file sha256>\n`` manifest and the total size of its files."""
     if not artifact.is_dir():
         return sha256_file(artifact), artifact.stat().st_size
-    manifest = hashlib.sha256()
-    for path in sorted(p for p in artifact.rglob("*") if p.is_file()):
-        manifest.update(f"{path.relative_to(artifact).as_posix()}\0{sha256_file(path)}\n".encode())
-    return manifest.hexdigest(), artifact_size(artifact)
+    return manifest_digest(directory_files(artifact)), artifact_size(artifact)
 
 
 def write_sidecar(

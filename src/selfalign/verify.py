@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .provenance import SIDECAR_SUFFIX, artifact_digest
+from .provenance import SIDECAR_SUFFIX, directory_files, manifest_digest
 from .records import JsonObj, sha256_file
 
 LOCK_VERSION = 2
@@ -88,10 +88,10 @@ def scan(run_dir: str | os.PathLike[str]) -> dict[str, Entry]:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise VerifyError(f"{meta_path}: not JSON ({exc})") from None
-        entry = Entry(path=rel, stage=str(meta.get("stage", "?")), sha256=artifact_digest(artifact)[0])
-        if artifact.is_dir():
-            entry.files = {p.relative_to(artifact).as_posix(): sha256_file(p)
-                           for p in sorted(artifact.rglob("*")) if p.is_file()}
+        # a directory's files are hashed once: for the lock's per-file rows and for its digest
+        files = directory_files(artifact) if artifact.is_dir() else {}
+        entry = Entry(path=rel, stage=str(meta.get("stage", "?")),
+                      sha256=manifest_digest(files) if artifact.is_dir() else sha256_file(artifact), files=files)
         for item in meta.get("inputs", []):
             inside = _relative(str(item.get("path", "")), root)
             if inside is not None:
@@ -210,7 +210,7 @@ NEXT_STEPS = (
 
 
 def summary(report: Mapping[str, Any]) -> str:
-    verdict = "verified" if report["identical"] == report["artifacts"] else "not verified"
+    verdict = "verified" if report["ok"] else "not verified"
     lines = [f"{verdict}: {report['identical']} of {report['artifacts']} artifacts identical"]
     first = report["first_divergence"]
     if first is not None:
