@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from selfalign.config import ConfigError, recipe_line, validate_config  # noqa: E402
 from selfalign.determinism import cpu_kernel_env  # noqa: E402
 from selfalign.pins import config_pins, octopack_pins  # noqa: E402
-from selfalign.stage import DETAIL_CAP_ENV  # noqa: E402
+from selfalign.runtime import DETAIL_CAP_ENV  # noqa: E402
 from selfalign.chain import ARTIFACT_STAGES, BY_KEY, IMPORT_STAGES, dropped_path  # noqa: E402
 
 envvars:

@@ -68,8 +68,8 @@ from selfalign.generation.client import (
     wait_for_server,
 )
 from selfalign.records import read_jsonl, write_jsonl
+from selfalign.runtime import StageStats
 from selfalign.serving.launch import ServerProcess, free_port
-from selfalign.stage import StageStats
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "out"

@@ -42,7 +42,7 @@ from selfalign.generation.client import (
     wait_for_server,
 )
 from selfalign.records import read_jsonl
-from selfalign.stage import StageStats
+from selfalign.runtime import StageStats
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.server]
 

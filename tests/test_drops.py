@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from selfalign import chain
-from selfalign.cli import _finish, _write_drop_file
 from selfalign.curation import CleanParams, run_clean, run_sanitize
 from selfalign.execution import drop_detail
-from selfalign.records import ResumableOutput, UnitResult, read_jsonl, write_jsonl
+from selfalign.records import read_jsonl, write_jsonl
+from selfalign.runtime import DETAIL_CAP_ENV, StageStats, finish, write_drop_file
+from selfalign.runtime.resume import ResumableOutput, UnitResult
 from selfalign.sandbox.verdict import Verdict
 from selfalign.seeds.filter import FilterParams, SeedFilter
-from selfalign.stage import DETAIL_CAP_ENV, StageStats
 
 
 def test_the_chain_lists_every_stage_once_in_order() -> None:
@@ -73,7 +73,7 @@ def test_a_drop_site_that_names_no_record_stops_the_stage(tmp_path: Path) -> Non
     stats.drop("named", id="a")
     stats.drop("unnamed")
     with pytest.raises(AssertionError, match="does not name its record"):
-        _write_drop_file(artifact, stats)
+        write_drop_file(artifact, stats)
 
 
 def test_finish_hashes_the_drop_file_into_the_sidecar_and_indexes_it(tmp_path: Path) -> None:
@@ -81,7 +81,7 @@ def test_finish_hashes_the_drop_file_into_the_sidecar_and_indexes_it(tmp_path: P
     write_jsonl(artifact, [{"id": "a/0", "response": "r"}])
     stats = StageStats(n_in=2, n_out=1)
     stats.drop("format:tag_count", id="b/1", detail={})
-    _finish(artifact, stats, stage="sanitize", inputs=[], params={}, started=0.0, drop_file=True)
+    finish(artifact, stats, stage="sanitize", inputs=[], params={}, started=0.0, drop_file=True)
     meta = json.loads((tmp_path / "sanitized.jsonl.meta.json").read_text())
     assert meta["dropped"]["file"] == "sanitized.dropped.jsonl" and meta["dropped"]["records"] == 1
     with sqlite3.connect(tmp_path / "sanitized.index.sqlite") as db:  # both lines indexed by root id

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from selfalign import chain
-from selfalign.cli import _finish, main
+from selfalign.cli import main
 from selfalign.explain import ExplainError, explain, index_path, render
 from selfalign.records import write_jsonl
-from selfalign.stage import StageStats
+from selfalign.runtime import StageStats, finish
 
 SEED = "stdlib/m.py#L000010"
 GONE = "stdlib/m.py#L000020"
@@ -31,7 +31,7 @@ def _stage(results: Path, key: str, kept: list[dict], dropped: list[tuple[str, s
             stats.n_in += 1
             stats.drop(reason, id=rid, detail=detail)
     stats.extra = dict(extra)
-    _finish(artifact, stats, stage=stage.sidecar_stage, inputs=[], params={}, started=0.0, drop_file=True)
+    finish(artifact, stats, stage=stage.sidecar_stage, inputs=[], params={}, started=0.0, drop_file=True)
 
 
 @pytest.fixture()

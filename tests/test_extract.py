@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from selfalign.records import RecordError, ResumableOutput, read_jsonl, write_jsonl
+from selfalign.records import RecordError, read_jsonl, write_jsonl
+from selfalign.runtime.resume import ResumableOutput
 from selfalign.seeds import extract
 from selfalign.seeds.extract import (
     SourceParams,
@@ -405,7 +406,7 @@ def test_resume_after_kill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         with pytest.raises(Killed):
             run_extract_shard(params, out, show_progress=False)
     assert written == [0, 1] and not out.exists()
-    parts = ResumableOutput(out, extract._fingerprint(params, 0, 1, source_files(params)))
+    parts = ResumableOutput(out, extract._Extraction(params, 0, 1, workers=1).plan().fingerprint())
     assert parts.done_units() == {0, 1}
 
     processed: list[Any] = []

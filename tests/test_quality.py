@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 from conftest import stdlib_functions
 
-from selfalign.records import RecordError, ResumableOutput, read_jsonl, write_jsonl
+from selfalign.records import RecordError, read_jsonl, write_jsonl
+from selfalign.runtime.resume import ResumableOutput
 from selfalign.seeds import quality
 from selfalign.seeds.quality import (
     QualityParams,

@@ -7,13 +7,12 @@ import pytest
 
 from selfalign.records import (
     RecordError,
-    ResumableOutput,
-    UnitResult,
     iter_jsonl,
     read_jsonl,
     write_jsonl,
 )
-from selfalign.stage import StageStats, shard_bounds
+from selfalign.runtime import StageStats, shard_bounds
+from selfalign.runtime.resume import ResumableOutput, UnitResult
 
 
 def test_malformed_line_names_file_and_line(tmp_path: Path) -> None:
@@ -111,14 +110,14 @@ def test_stage_stats_balance() -> None:
 
 
 def test_concat_merges_shard_stats_without_inflating_shared_descriptions() -> None:
-    from selfalign.cli import _merge_extra
+    from selfalign.runtime import merge_extra
 
     shard = {"benchmarks": {"strings": {"humaneval_solutions": 161}}, "removed_per_benchmark": {"x": 1}, "ids": ["a"]}
     other = {"benchmarks": {"strings": {"humaneval_solutions": 161}}, "removed_per_benchmark": {"x": 1}, "ids": ["b"]}
-    merged = _merge_extra([shard, other])
+    merged = merge_extra([shard, other])
     assert merged == {"benchmarks": {"strings": {"humaneval_solutions": 161}}, "removed_per_benchmark": {"x": 2}, "ids": ["a", "b"]}
     with pytest.raises(ValueError, match="disagree"):
-        _merge_extra([shard, {**other, "benchmarks": {"strings": {}}}])
+        merge_extra([shard, {**other, "benchmarks": {"strings": {}}}])
 
 
 def test_gzip_jsonl_is_read_with_the_same_checks(tmp_path: Path) -> None:

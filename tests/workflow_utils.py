@@ -51,13 +51,10 @@ def copy_workflow(dest: Path) -> Path:
         else:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
-    # the Snakefile imports selfalign.config from src/; the copy must import the real package
-    (dest / "src" / "selfalign").mkdir(parents=True, exist_ok=True)
-    for py in (REPO / "src" / "selfalign").glob("*.py"):
-        shutil.copy2(py, dest / "src" / "selfalign" / py.name)
-    # ... and the fixed-order BLAS's source, which the Snakefile builds for the portable kernels
-    (dest / "src" / "selfalign" / "data").mkdir(exist_ok=True)
-    shutil.copy2(REPO / "src" / "selfalign" / "data" / "fixedblas.c", dest / "src" / "selfalign" / "data")
+    # the Snakefile imports selfalign from src/ (the runtime, the config's checks, the
+    # fixed-order BLAS's source it builds): the copy must import the real package
+    shutil.copytree(REPO / "src" / "selfalign", dest / "src" / "selfalign", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
     shared = REPO.parent / "shared"
     if shared.exists() and not (dest.parent / "shared").exists():
         (dest.parent / "shared").symlink_to(shared)

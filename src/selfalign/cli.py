@@ -24,102 +24,11 @@ from typing import Any
 
 from . import __version__
 from .config import ConfigError, load_config, parse_params
-from .provenance import sidecar_path, write_sidecar
+from .provenance import sidecar_path
 from .records import RecordError, atomic_writer, write_json
-from .stage import StageStats, default_workers
+from .runtime import StageStats, default_workers, finish, finish_counts, merge_extra
 
 log = logging.getLogger("selfalign")
-
-
-def _finish(
-    artifact: Path,
-    stats: StageStats,
-    *,
-    stage: str,
-    inputs: Sequence[str | Path],
-    params: dict[str, Any],
-    started: float,
-    extra: dict[str, Any] | None = None,
-    drop_file: bool = False,
-) -> None:
-    """The artifact's sidecar; with ``drop_file`` (a stage that drops records), the drop file
-    beside it too, checked against the counts (one drop record per dropped record) and hashed
-    into the sidecar, and then the artifact's explain index."""
-    meta_extra = {"stats": stats.extra} if stats.extra else {}
-    if extra:
-        meta_extra.update(extra)
-    if drop_file:
-        meta_extra["dropped"] = _write_drop_file(artifact, stats)
-    path = write_sidecar(
-        artifact,
-        stage=stage,
-        inputs=inputs,
-        counts=stats.counts(),
-        drops=dict(stats.drops),
-        config=params,
-        extra=meta_extra,
-        started=started,
-    )
-    log.info("%s: %s in, %s out, drops %s -> %s", stage, stats.n_in, stats.n_out, dict(stats.drops), artifact)
-    log.debug("sidecar %s", path)
-    if "shard" not in (extra or {}):
-        from .explain import build_index
-
-        build_index(artifact)  # a no-op for an artifact that is not one of the chain's
-
-
-def _write_drop_file(artifact: Path, stats: StageStats) -> dict[str, Any]:
-    """Write (unless a finalize or concat already did) and check the drop file of ``artifact``."""
-    from .chain import PREFIXED_DROPS, dropped_path
-    from .records import iter_jsonl, sha256_file, write_jsonl
-
-    path = dropped_path(artifact)
-    if not stats.dropped_written:
-        write_jsonl(path, stats.dropped)
-    reasons: Counter[str] = Counter(rec["reason"] for _, rec in iter_jsonl(path, {"id": str, "reason": str}))
-    expected = {k: v for k, v in stats.drops.items() if v}
-    for prefix, key in PREFIXED_DROPS.items():  # samples, skipped files: counted in stats
-        expected.update({prefix + k: v for k, v in (stats.extra.get(key) or {}).items() if v})
-    if dict(reasons) != expected:
-        raise AssertionError(
-            f"{path}: drop records by reason {dict(reasons)} differ from the counts"
-            f" {expected}: a drop site does not name its record"
-        )
-    return {"file": path.name, "sha256": sha256_file(path), "records": sum(reasons.values())}
-
-
-# Stats keys that describe the shared setup (identical in every shard) rather than count work.
-SHARED_STATS_KEYS = frozenset({"benchmarks"})
-
-
-def _merge_extra(values: list[Any], key: str | None = None) -> Any:
-    """Combine the ``stats`` of shard sidecars: numbers add up, lists concatenate, dicts merge.
-
-    Keys in SHARED_STATS_KEYS must be equal in every shard and are kept once.
-    """
-    values = [v for v in values if v is not None]
-    if key in SHARED_STATS_KEYS and values:
-        if any(v != values[0] for v in values[1:]):
-            raise ValueError(f"shards disagree on {key!r}: they were not run with the same setup")
-        return values[0]
-    if not values:
-        return None
-    if all(isinstance(v, bool) for v in values):
-        return values[0] if len(set(values)) == 1 else values
-    if all(isinstance(v, (int, float)) for v in values):
-        return sum(values)
-    if all(isinstance(v, list) for v in values):
-        return [item for v in values for item in v]
-    if all(isinstance(v, dict) for v in values):
-        keys: dict[str, None] = {}
-        for v in values:
-            keys.update(dict.fromkeys(v))
-        return {k: _merge_extra([v.get(k) for v in values], k) for k in keys}
-    unique = []
-    for v in values:
-        if v not in unique:
-            unique.append(v)
-    return unique[0] if len(unique) == 1 else unique
 
 
 # ---------------------------------------------------------------------------------------- stages
@@ -138,7 +47,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
         workers=args.workers,
         show_progress=not args.no_progress,
     )
-    _finish(
+    finish(
         Path(args.out),
         stats,
         stage="seeds.extract",
@@ -157,12 +66,12 @@ def cmd_merge(args: argparse.Namespace) -> None:
     stats = merge_shards(args.inputs, args.out)
     shard_stats = [_read_meta(p) for p in args.inputs]
     stats.extra = {
-        "extract": _merge_extra([m.get("stats", {}) for m in shard_stats]),
+        "extract": merge_extra([m.get("stats", {}) for m in shard_stats]),
         "files_seen": sum(m["counts"].get("in", 0) for m in shard_stats),
-        "files_skipped": _merge_extra([m.get("drops", {}) for m in shard_stats]) or {},
+        "files_skipped": merge_extra([m.get("drops", {}) for m in shard_stats]) or {},
         "source": shard_stats[0].get("config") if shard_stats else None,
     }
-    _finish(Path(args.out), stats, stage="seeds.raw", inputs=args.inputs, params={}, started=started, drop_file=True)
+    finish(Path(args.out), stats, stage="seeds.raw", inputs=args.inputs, params={}, started=started, drop_file=True)
 
 
 def cmd_dedup(args: argparse.Namespace) -> None:
@@ -178,7 +87,7 @@ def cmd_dedup(args: argparse.Namespace) -> None:
         workers=args.workers,
         show_progress=not args.no_progress,
     )
-    _finish(
+    finish(
         Path(args.out), stats, stage="seeds.dedup", inputs=[args.input], params=params, started=started, drop_file=True
     )
 
@@ -241,7 +150,7 @@ def run_record_stage(spec: RecordStage, args: argparse.Namespace) -> None:
         options["workers"] = args.workers
     extra.update(spec.sidecar_extra)
     stats = _load(spec.run)(*positional, **options)
-    _finish(Path(args.out), stats, stage=spec.sidecar_stage, inputs=[args.input], params=params,
+    finish(Path(args.out), stats, stage=spec.sidecar_stage, inputs=[args.input], params=params,
             started=started, extra=extra or None, drop_file=True)
 
 
@@ -253,7 +162,7 @@ def cmd_import(args: argparse.Namespace) -> None:
     spec = ImportSpec.from_dict(params)
     stats = import_records(spec, args.out, show_progress=not args.no_progress)
     inputs = [spec.jsonl] if spec.jsonl else []
-    _finish(Path(args.out), stats, stage=f"import.{spec.stage}", inputs=inputs, params=params, started=started)
+    finish(Path(args.out), stats, stage=f"import.{spec.stage}", inputs=inputs, params=params, started=started)
 
 
 def _read_meta(path: str | Path) -> dict[str, Any]:
@@ -282,10 +191,10 @@ def cmd_concat(args: argparse.Namespace) -> None:
     for meta in metas:
         stats.drops.update(meta.get("drops", {}))
     stats.check_balance()
-    stats.extra = _merge_extra([m.get("stats", {}) for m in metas]) or {}
+    stats.extra = merge_extra([m.get("stats", {}) for m in metas]) or {}
     params = metas[0].get("config", {}) if metas else {}
     shard_inputs = sorted({i["path"] for m in metas for i in m.get("inputs", [])})
-    _finish(
+    finish(
         Path(args.out),
         stats,
         stage=args.stage,
@@ -316,7 +225,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         base_url=args.base_url,
     )
     inputs = [args.input] + ([str(Path(args.model_dir) / "model.safetensors")] if args.model_dir else [])
-    _finish(
+    finish(
         Path(args.out),
         stats,
         stage=f"generate.{args.stage}",
@@ -349,15 +258,10 @@ def cmd_curate_sft(args: argparse.Namespace) -> None:
                     show_progress=not args.no_progress)
     out = Path(args.out)
     config = {"sft": params, "decontamination": decontamination, **({"mix": mix_items} if mix_items else {})}
-    _finish(out, stats, stage="sft", inputs=[args.input], params=config, started=started, drop_file=True)
+    finish(out, stats, stage="sft", inputs=[args.input], params=config, started=started, drop_file=True)
     rows = write_parquet(out, args.parquet)
-    write_sidecar(
-        args.parquet,
-        stage="sft.parquet",
-        inputs=[out],
-        counts={"in": rows, "out": rows, "dropped": 0},
-        config=config,
-    )
+    finish_counts(args.parquet, stage="sft.parquet", inputs=[out], counts={"in": rows, "out": rows, "dropped": 0},
+                  params=config, started=None)
     by_benchmark = Counter(hit["benchmark"] for hit in contamination.hits)
     write_json(
         args.report,
@@ -397,7 +301,7 @@ def cmd_tinymodel(args: argparse.Namespace) -> None:
         TinyModelParams.from_dict(params),
         show_progress=not args.no_progress,
     )
-    _finish(
+    finish(
         Path(args.out),
         stats,
         stage="tinymodel",
@@ -461,7 +365,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     base = Path(args.base_model)
     inputs = [args.sft] + ([str(base / "model.safetensors")] if (base / "model.safetensors").is_file() else [])
     files = stats.extra.pop("files", {})
-    _finish(
+    finish(
         Path(args.out),
         stats,
         stage="train",
@@ -493,7 +397,7 @@ def cmd_eval_generate(args: argparse.Namespace) -> None:
         show_progress=not args.no_progress,
     )
     inputs = [str(Path(args.model_dir) / "model.safetensors")] if args.model_dir else []
-    _finish(
+    finish(
         Path(args.out),
         stats,
         stage=f"eval.generate.{args.dataset}",
@@ -523,14 +427,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     sidecars = [a["sidecar"] for a in report["artifacts"] if "sidecar" in a]
     counts = {"artifacts": len(report["artifacts"]), "funnel_stages": len(report["funnel"])}
     for out in (args.html, args.json, *([args.svg] if args.svg else [])):
-        write_sidecar(
-            out,
-            stage="report",
-            inputs=sidecars,
-            counts=counts,
-            config={"run_name": args.run_name, "config_sha256": report["config_sha256"]},
-            started=started,
-        )
+        finish_counts(out, stage="report", inputs=sidecars, counts=counts,
+                      params={"run_name": args.run_name, "config_sha256": report["config_sha256"]}, started=started)
     log.info("report of %d artifact(s), %d funnel stage(s) -> %s", counts["artifacts"], counts["funnel_stages"], args.html)
 
 

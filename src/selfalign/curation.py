@@ -83,7 +83,7 @@ from .records import (
     iter_jsonl,
     iter_jsonl_offsets,
 )
-from .stage import StageStats, drop_record, progress_bar
+from .runtime import StageStats, drop_record, progress_bar
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +41,13 @@ from .config import check_params
 from .records import (
     JsonObj,
     RecordError,
-    ResumableOutput,
-    UnitResult,
     count_lines,
-    fingerprint,
     iter_jsonl,
     sha256_file,
 )
+from .runtime import StageStats, UnitPlan, UnitRun, drive, merge_units, shard_bounds
 from .sandbox.backends import validate_backend_choice
 from .sandbox.verdict import Verdict
-from .stage import StageStats, progress_bar, shard_bounds
 
 log = logging.getLogger(__name__)
 
@@ -269,113 +266,112 @@ def run_execution(
 
     Counts are of samples: ``n_in`` every sample read, ``n_out`` those that passed, drops by
     reason (``no_code``, ``fail:<reason>``, ``timeout``, ``error:<reason>``). Resumable in
-    units of ``records_per_unit`` input records.
+    units of ``records_per_unit`` input records (:func:`selfalign.runtime.drive`).
     """
-    from .sandbox import SandboxPool
+    return drive(_Execution(Path(input_path), params, shard, num_shards), output, show_progress=show_progress)
 
-    path = Path(input_path)
-    total = count_lines(path)
-    lo, hi = shard_bounds(total, shard, num_shards)
-    per_unit = params.records_per_unit
-    n_units = -(-(hi - lo) // per_unit)
-    resumable = ResumableOutput(
-        output,
-        fingerprint(
-            {
-                "stage": "execute",
-                "version": EXECUTION_VERSION,
-                "input_sha256": sha256_file(path),
-                "shard": [shard, num_shards, lo, hi],
+
+@dataclass
+class _Execution:
+    """The execution filter as a :class:`selfalign.runtime.UnitStage`: a unit is
+    ``records_per_unit`` input records, run on one :class:`~selfalign.sandbox.SandboxPool`."""
+
+    path: Path
+    params: ExecutionParams
+    shard: int
+    num_shards: int
+    lo: int = field(default=0, init=False)  # the shard's records, set by plan()
+    hi: int = field(default=0, init=False)
+
+    def plan(self) -> UnitPlan:
+        self.lo, self.hi = shard_bounds(count_lines(self.path), self.shard, self.num_shards)
+        params = self.params
+        return UnitPlan(
+            stage="execute",
+            version=EXECUTION_VERSION,
+            key={
+                "input_sha256": sha256_file(self.path),
+                "shard": [self.shard, self.num_shards, self.lo, self.hi],
                 "params": {k: v for k, v in params.to_dict().items() if k != "workers"},
                 "sample_packages": site_manifest(params.resolved_sample_site()),
-            }
-        ),
-        drops=True,
-    )
-    done = resumable.done_units()
-    if done:
-        log.info("%s: resuming, %d of %d unit(s) already done", output, len(done), n_units)
-    sandbox_kwargs: dict[str, Any] = {
-        "timeout_s": params.process_timeout_s(),
-        "memory_bytes": params.memory_mb << 20,
-        "exec_mode": params.exec_mode,
-        "release_alarm_s": params.timeout_s,
-        "sample_site": params.resolved_sample_site(),
-    }
-    if params.backend == "none":
-        sandbox_kwargs["allow_unsandboxed"] = True
-    if params.image is not None:
-        sandbox_kwargs["image"] = params.image
-    bar = progress_bar(
-        desc=f"execute {shard:04d}", total=hi - lo, unit="rec", initial=0, enabled=show_progress
-    )
-    pool: SandboxPool | None = None
-    try:
-        for unit, records in enumerate(_shard_units(path, lo, hi, per_unit)):
-            if unit in done:
-                bar.update(len(records))
-                continue
-            if pool is None:
-                pool = SandboxPool(params.workers, params.backend, **sandbox_kwargs).__enter__()
-            stats = StageStats()
-            tasks = _unit_tasks(records, path, stats)
-            codes = [t.code for t in tasks if t.code]
-            # with the verdict cache, each distinct code of the unit runs once (same limits,
-            # sandbox and mode for the whole stage, so the code decides the verdict)
-            distinct = list(dict.fromkeys(codes)) if params.verdict_cache else codes
-            verdicts = pool.run_many(distinct, timeout_s=params.process_timeout_s())
-            seconds: dict[str, float] = {}
-            for verdict in verdicts:  # sandbox time: each run once
-                seconds[verdict.status] = seconds.get(verdict.status, 0.0) + verdict.seconds
-            if params.verdict_cache:
-                by_code = dict(zip(distinct, verdicts, strict=True))
-                verdicts = [by_code[code] for code in codes]
-            ran = iter(verdicts)
-            kept: list[JsonObj] = []
-            for task in tasks:  # in input order, so the drop records are too
-                sample_id = f"{task.record['id']}/{task.sample}"
-                if not task.code:
-                    stats.drop("no_code", id=sample_id, detail={"response_tail": task.response})
+            },
+            total=self.hi - self.lo,
+            per_unit=params.records_per_unit,
+            desc=f"execute {self.shard:04d}",
+        )
+
+    def process(self, run: UnitRun) -> None:
+        from .sandbox import SandboxPool
+
+        params = self.params
+        sandbox_kwargs: dict[str, Any] = {
+            "timeout_s": params.process_timeout_s(),
+            "memory_bytes": params.memory_mb << 20,
+            "exec_mode": params.exec_mode,
+            "release_alarm_s": params.timeout_s,
+            "sample_site": params.resolved_sample_site(),
+        }
+        if params.backend == "none":
+            sandbox_kwargs["allow_unsandboxed"] = True
+        if params.image is not None:
+            sandbox_kwargs["image"] = params.image
+        with SandboxPool(params.workers, params.backend, **sandbox_kwargs) as pool:
+            for unit, records in enumerate(_shard_units(self.path, self.lo, self.hi, params.records_per_unit)):
+                if unit in run.done:
                     continue
-                verdict = next(ran)
-                if verdict.status == "pass":
-                    kept.append(_output_record(task, verdict.status, verdict.reason, params))
-                    stats.n_out += 1
-                elif verdict.status == "timeout":
-                    stats.drop("timeout", id=sample_id, detail=drop_detail(verdict))
-                else:
-                    stats.drop(
-                        f"{verdict.status}:{verdict.reason}", id=sample_id, detail=drop_detail(verdict, task.code)
-                    )
-            if next(ran, None) is not None:
-                raise AssertionError("the sandbox pool returned more verdicts than it was given samples")
-            stats.extra = {
-                "seconds_by_status": {k: round(v, 3) for k, v in sorted(seconds.items())},
-                "records": len(records),
-                "ids_from_line_numbers": stats.extra.get("ids_from_line_numbers", 0),
-                "sandbox_runs": len(distinct),
-            }
-            resumable.write_unit(unit, UnitResult(kept, stats.to_json()))
-            bar.update(len(records))
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.__exit__(None, None, None)
-    result = StageStats()
-    for summary in resumable.finalize(n_units):
-        unit_stats = StageStats.from_json(summary)
-        result.merge(unit_stats)
-        for key, value in unit_stats.extra.get("seconds_by_status", {}).items():
-            result.extra.setdefault("seconds_by_status", {})
-            result.extra["seconds_by_status"][key] = round(
-                result.extra["seconds_by_status"].get(key, 0.0) + value, 3
-            )
-        for key in ("records", "ids_from_line_numbers", "sandbox_runs"):
-            result.extra[key] = result.extra.get(key, 0) + unit_stats.extra.get(key, 0)
-    result.extra["backend"] = params.backend
-    result.extra["exec_mode"] = params.exec_mode
-    result.extra["verdict_cache"] = params.verdict_cache
-    result.extra["sample_packages"] = site_manifest(params.resolved_sample_site())
-    result.check_balance()
-    result.dropped_written = True
-    return result
+                kept, stats = self._run_unit(pool, records)
+                run.write(unit, kept, stats)
+                run.advance(len(records))
+
+    def _run_unit(self, pool: Any, records: list[tuple[int, JsonObj]]) -> tuple[list[JsonObj], StageStats]:
+        params = self.params
+        stats = StageStats()
+        tasks = _unit_tasks(records, self.path, stats)
+        codes = [t.code for t in tasks if t.code]
+        # with the verdict cache, each distinct code of the unit runs once (same limits,
+        # sandbox and mode for the whole stage, so the code decides the verdict)
+        distinct = list(dict.fromkeys(codes)) if params.verdict_cache else codes
+        verdicts = pool.run_many(distinct, timeout_s=params.process_timeout_s())
+        seconds: dict[str, float] = {}
+        for verdict in verdicts:  # sandbox time: each run once
+            seconds[verdict.status] = seconds.get(verdict.status, 0.0) + verdict.seconds
+        if params.verdict_cache:
+            by_code = dict(zip(distinct, verdicts, strict=True))
+            verdicts = [by_code[code] for code in codes]
+        ran = iter(verdicts)
+        kept: list[JsonObj] = []
+        for task in tasks:  # in input order, so the drop records are too
+            sample_id = f"{task.record['id']}/{task.sample}"
+            if not task.code:
+                stats.drop("no_code", id=sample_id, detail={"response_tail": task.response})
+                continue
+            verdict = next(ran)
+            if verdict.status == "pass":
+                kept.append(_output_record(task, verdict.status, verdict.reason, params))
+                stats.n_out += 1
+            elif verdict.status == "timeout":
+                stats.drop("timeout", id=sample_id, detail=drop_detail(verdict))
+            else:
+                stats.drop(f"{verdict.status}:{verdict.reason}", id=sample_id, detail=drop_detail(verdict, task.code))
+        if next(ran, None) is not None:
+            raise AssertionError("the sandbox pool returned more verdicts than it was given samples")
+        stats.extra = {
+            "seconds_by_status": {k: round(v, 3) for k, v in sorted(seconds.items())},
+            "records": len(records),
+            "ids_from_line_numbers": stats.extra.get("ids_from_line_numbers", 0),
+            "sandbox_runs": len(distinct),
+        }
+        return kept, stats
+
+    def summarize(self, units: list[JsonObj], run: UnitRun) -> StageStats:
+        result = merge_units(units)
+        by_status = result.extra.get("seconds_by_status") or {}
+        result.extra = {
+            **({"seconds_by_status": {k: round(v, 3) for k, v in sorted(by_status.items())}} if by_status else {}),
+            **{key: result.extra.get(key, 0) for key in ("records", "ids_from_line_numbers", "sandbox_runs")},
+            "backend": self.params.backend,
+            "exec_mode": self.params.exec_mode,
+            "verdict_cache": self.params.verdict_cache,
+            "sample_packages": site_manifest(self.params.resolved_sample_site()),
+        }
+        return result

@@ -38,7 +38,7 @@ from typing import Any, Literal
 from . import chain
 from .config import reject_unknown
 from .records import JsonObj, RecordError, atomic_writer, dumps, iter_jsonl
-from .stage import StageStats, progress
+from .runtime import StageStats, progress
 
 Shape = Literal["selfalign", "release"]
 

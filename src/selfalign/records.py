@@ -15,12 +15,8 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-
-from .chain import dropped_path
-from .stage import detail_cap
 
 JsonObj = dict[str, Any]
 
@@ -162,99 +158,6 @@ def sha256_text(text: str) -> str:
 def fingerprint(obj: Any) -> str:
     """A stable hash of a JSON-able object (used to tie resumable work to its inputs and params)."""
     return sha256_text(json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str))
-
-
-@dataclass
-class UnitResult:
-    """What one unit of resumable work produced."""
-
-    records: list[JsonObj]
-    stats: JsonObj
-
-
-class ResumableOutput:
-    """Unit-wise, crash-safe output for a long stage.
-
-    Work is split into numbered units (a batch of records, a source file chunk, ...). Each
-    finished unit is written atomically to ``<output>.parts/<unit>.jsonl`` plus a stats file
-    written last, which marks the unit done. After a kill, a rerun skips finished units, so
-    nothing is lost and nothing is written twice. ``finalize`` concatenates the parts in unit
-    order into ``output`` (atomically) and removes the parts directory.
-
-    With ``drops``, a unit's drop records (its stats' ``dropped``) go to ``<unit>.dropped.jsonl``, written
-    before the stats file, and ``finalize`` concatenates them in unit order into the output's
-    drop file (:func:`selfalign.chain.dropped_path`), so a kill loses or duplicates none.
-
-    The parts directory carries a fingerprint of the stage's inputs and parameters (and of the
-    drop detail cap); if they changed since the interrupted run, the stale parts are discarded
-    rather than mixed in.
-    """
-
-    def __init__(self, output: str | os.PathLike[str], fingerprint_value: str, *, drops: bool = False):
-        self.output = Path(output)
-        self.drops = drops  # a stage that drops records: keep its units' drop records
-        self.parts = self.output.with_name(self.output.name + ".parts")
-        fingerprint_value = fingerprint([fingerprint_value, {"drop_detail_chars": detail_cap()}])
-        self.fingerprint = fingerprint_value
-        manifest = self.parts / "manifest.json"
-        if self.parts.exists():
-            try:
-                previous = json.loads(manifest.read_text(encoding="utf-8"))["fingerprint"]
-            except (OSError, ValueError, KeyError):
-                previous = None
-            if previous != fingerprint_value:
-                shutil.rmtree(self.parts)
-        self.parts.mkdir(parents=True, exist_ok=True)
-        if not manifest.exists():
-            write_json(manifest, {"fingerprint": fingerprint_value})
-
-    def _records_path(self, unit: int) -> Path:
-        return self.parts / f"{unit:08d}.jsonl"
-
-    def _stats_path(self, unit: int) -> Path:
-        return self.parts / f"{unit:08d}.stats.json"
-
-    def _dropped_path(self, unit: int) -> Path:
-        return self.parts / f"{unit:08d}.dropped.jsonl"
-
-    def done(self, unit: int) -> bool:
-        needed = [self._stats_path(unit), self._records_path(unit)]
-        if self.drops:
-            needed.append(self._dropped_path(unit))
-        return all(p.exists() for p in needed)
-
-    def done_units(self) -> set[int]:
-        return {int(p.name.split(".")[0]) for p in self.parts.glob("*.stats.json") if self.done(int(p.name.split(".")[0]))}
-
-    def write_unit(self, unit: int, result: UnitResult) -> None:
-        stats = dict(result.stats)
-        dropped = stats.pop("dropped", [])
-        if dropped and not self.drops:
-            raise ValueError(f"{self.output}: unit {unit} has drop records but the output keeps none")
-        write_jsonl(self._records_path(unit), result.records)
-        if self.drops:
-            write_jsonl(self._dropped_path(unit), dropped)
-        write_json(self._stats_path(unit), stats)
-
-    def unit_stats(self, unit: int) -> JsonObj:
-        return json.loads(self._stats_path(unit).read_text(encoding="utf-8"))
-
-    def finalize(self, n_units: int) -> list[JsonObj]:
-        """Concatenate units ``0..n_units-1`` into the output and their drop records into its
-        drop file; returns their stats in order."""
-        missing = [u for u in range(n_units) if not self.done(u)]
-        if missing:
-            raise RuntimeError(f"{self.output}: cannot finalize, units not done: {missing[:10]}")
-        stats = []
-        with atomic_writer(self.output, "wb") as out:
-            for unit in range(n_units):
-                with open(self._records_path(unit), "rb") as part:
-                    shutil.copyfileobj(part, out)
-                stats.append(self.unit_stats(unit))
-        if self.drops:
-            concat_files(dropped_path(self.output), [self._dropped_path(u) for u in range(n_units)])
-        shutil.rmtree(self.parts)
-        return stats
 
 
 def concat_files(target: str | os.PathLike[str], parts: Iterable[str | os.PathLike[str]]) -> None:

@@ -54,7 +54,7 @@ from .records import (
     usual_permissions,
     write_json,
 )
-from .stage import StageStats, progress_bar
+from .runtime import StageStats, progress_bar
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ..config import parse_params
-from ..provenance import write_sidecar
+from ..runtime import finish_counts
 from .score import DATASETS, DataParams, ScoreParams, run_score, write_table
 
 log = logging.getLogger(__name__)
@@ -43,13 +43,13 @@ def cmd_score(args: argparse.Namespace) -> None:
     )
     meta = score.meta
     counts = meta["counts"]
-    write_sidecar(
+    finish_counts(
         Path(args.out),
         stage="eval.score",
         inputs=meta["inputs"],
         counts=counts,
         drops={k: v for k, v in meta["statuses"].items() if not k.endswith(":pass")},
-        config=meta["params"],
+        params=meta["params"],
         extra={"timing": meta["timing"], "sandbox": meta["sandbox"], "statuses": meta["statuses"]},
         started=started,
     )

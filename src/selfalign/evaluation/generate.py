@@ -27,9 +27,9 @@ from typing import Any
 from ..config import check_params
 from ..generation.client import CompletionRequest, CompletionResult, SamplingParams, run_generation
 from ..provenance import model_dir_digest
-from ..records import JsonObj, fingerprint
+from ..records import JsonObj
+from ..runtime import StageStats
 from ..serving import ServingSettings, serve
-from ..stage import StageStats
 from .prompts import EVAL_STOP, completion_code, eval_prompt
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def generate_samples(
             out,
             settings.client_params(url),
             make_record,
-            fingerprint_value=fingerprint(value),
+            fingerprint_value=value,
             desc=f"eval {dataset}",
             show_progress=show_progress,
         )

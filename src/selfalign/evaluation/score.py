@@ -59,15 +59,12 @@ from ..config import check_params, reject_unknown
 from ..records import (
     JsonObj,
     RecordError,
-    ResumableOutput,
-    UnitResult,
     atomic_writer,
-    fingerprint,
     iter_jsonl,
     sha256_file,
 )
+from ..runtime import StageStats, UnitPlan, UnitRun, drive
 from ..sandbox.backends import validate_backend_choice
-from ..stage import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -571,57 +568,63 @@ def _sum_phases(parts: Iterable[Mapping[str, float]]) -> dict[str, float]:
     return {key: round(value, 3) for key, value in sorted(total.items())}
 
 
-def _units(n: int, per_unit: int) -> list[range]:
-    return [range(lo, min(n, lo + per_unit)) for lo in range(0, n, per_unit)]
+@dataclass
+class _Scoring:
+    """Scoring as a :class:`selfalign.runtime.UnitStage`: a unit is ``tasks_per_unit`` tasks in
+    dataset order, scored on a :class:`~selfalign.sandbox.SandboxPool` of ``params.workers``
+    sandboxes; each unit is written once its last task is scored."""
 
+    tasks: list[JsonObj]
+    solutions: Mapping[str, str]
+    dataset: str
+    params: ScoreParams
+    site: str
+    key: JsonObj
 
-def _run_units(
-    resumable: ResumableOutput,
-    units: list[range],
-    tasks: list[JsonObj],
-    solutions: Mapping[str, str],
-    dataset: str,
-    params: ScoreParams,
-    site: str,
-    show_progress: bool,
-) -> None:
-    """Score every task of the units not yet done on a :class:`~selfalign.sandbox.SandboxPool`
-    of ``params.workers`` sandboxes; each unit is written once its last task is scored."""
-    done = resumable.done_units()
-    todo = [u for u in range(len(units)) if u not in done]
-    initial = sum(len(units[u]) for u in done if u < len(units))
-    bar = progress_bar(desc=f"score {dataset}", total=len(tasks), unit="task", initial=initial, enabled=show_progress)
-    pending: dict[int, dict[int, TaskOutcome]] = {u: {} for u in todo}
+    def plan(self) -> UnitPlan:
+        return UnitPlan(stage="eval.score", version=SCORE_VERSION, key=self.key, total=len(self.tasks),
+                        per_unit=self.params.tasks_per_unit, drops=False, desc=f"score {self.dataset}",
+                        item="task")
 
-    def finish(unit: int, index: int, outcome: TaskOutcome) -> None:
-        pending[unit][index] = outcome
-        bar.update(1)
-        if len(pending[unit]) == len(units[unit]):
-            finished = pending.pop(unit)
-            outcomes = [finished[i] for i in units[unit]]
-            stats = {
-                "seconds": round(sum(o.seconds for o in outcomes), 3),
-                "gt_seconds": round(sum(o.gt_seconds for o in outcomes), 3),
-                "max_seconds": round(max(o.seconds for o in outcomes), 3),
-                "sandbox": dict(Counter(o.sandbox_status for o in outcomes if o.attempts)),
-                "retries": sum(max(0, o.attempts - 1) for o in outcomes),
-                "phases": _sum_phases(o.phases for o in outcomes),
-            }
-            resumable.write_unit(unit, UnitResult([o.record for o in outcomes], stats))
+    def process(self, run: UnitRun) -> None:
+        units = {u: run.plan.unit_range(u) for u in run.pending or ()}
+        pending: dict[int, dict[int, TaskOutcome]] = {u: {} for u in units}
 
-    def work(sandbox: Any, item: tuple[int, int]) -> TaskOutcome:
-        task = tasks[item[1]]
-        solution = solutions.get(task["task_id"])
-        # a task without a sample is scored as missing, without a sandbox
-        return score_task(sandbox if solution is not None else None, dataset, task, solution, params, site)
+        def finish(unit: int, index: int, outcome: TaskOutcome) -> None:
+            pending[unit][index] = outcome
+            run.advance(1)
+            if len(pending[unit]) == len(units[unit]):
+                finished = pending.pop(unit)
+                outcomes = [finished[i] for i in units[unit]]
+                stats = {
+                    "seconds": round(sum(o.seconds for o in outcomes), 3),
+                    "gt_seconds": round(sum(o.gt_seconds for o in outcomes), 3),
+                    "max_seconds": round(max(o.seconds for o in outcomes), 3),
+                    "sandbox": dict(Counter(o.sandbox_status for o in outcomes if o.attempts)),
+                    "retries": sum(max(0, o.attempts - 1) for o in outcomes),
+                    "phases": _sum_phases(o.phases for o in outcomes),
+                }
+                run.write(unit, [o.record for o in outcomes], stats)
 
-    items = [(u, i) for u in todo for i in units[u]]
-    pool = _pool(params, site, max(1, min(params.workers, len(items))))
-    try:
-        pool.map(work, items, lambda position, outcome: finish(*items[position], outcome))
-    finally:
-        pool.close()
-        bar.close()
+        def work(sandbox: Any, item: tuple[int, int]) -> TaskOutcome:
+            task = self.tasks[item[1]]
+            solution = self.solutions.get(task["task_id"])
+            # a task without a sample is scored as missing, without a sandbox
+            return score_task(sandbox if solution is not None else None, self.dataset, task, solution,
+                              self.params, self.site)
+
+        items = [(u, i) for u, indices in units.items() for i in indices]
+        pool = _pool(self.params, self.site, max(1, min(self.params.workers, len(items))))
+        try:
+            pool.map(work, items, lambda position, outcome: finish(*items[position], outcome))
+        finally:
+            pool.close()
+
+    def summarize(self, units: list[JsonObj], run: UnitRun) -> StageStats:
+        """Every task in is a task out: the verdicts are the records; the units' timings and
+        sandbox counts are kept under ``extra['units']`` for the sidecar."""
+        return StageStats(n_in=len(self.tasks), n_out=len(self.tasks),
+                          extra={"units": units, "n_units": run.plan.n_units, "resumed": len(run.done)})
 
 
 def _pass_at_1(passed: int, n: int) -> float:
@@ -677,29 +680,19 @@ def run_score(
     solutions_in_scope = {k: v for k, v in solutions.items() if k in in_scope}
     out = Path(out)
     parts_output = out.with_name(out.name + ".tasks.jsonl")
-    units = _units(len(tasks), params.tasks_per_unit)
-    resumable = ResumableOutput(
-        parts_output,
-        fingerprint(
-            {
-                "stage": "eval.score",
-                "version": SCORE_VERSION,
-                "dataset": dataset,
-                "release": release.version,
-                "data_sha256": release.sha256,
-                "samples_sha256": sha256_file(samples_path),
-                "n_tasks": len(tasks),
-                "tasks_per_unit": params.tasks_per_unit,
-                "evalplus": metadata.version("evalplus"),
-                "params": params.result_params(),
-            }
-        ),
-    )
-    resumed = len(resumable.done_units())
-    if resumed:
-        log.info("%s: resuming, %d of %d unit(s) already done", out, resumed, len(units))
-    _run_units(resumable, units, tasks, solutions_in_scope, dataset, params, site, show_progress)
-    unit_stats = resumable.finalize(len(units))
+    key = {
+        "dataset": dataset,
+        "release": release.version,
+        "data_sha256": release.sha256,
+        "samples_sha256": sha256_file(samples_path),
+        "n_tasks": len(tasks),
+        "evalplus": metadata.version("evalplus"),
+        "params": params.result_params(),
+    }
+    scoring = _Scoring(list(tasks), solutions_in_scope, dataset, params, site, key)
+    summary = drive(scoring, parts_output, show_progress=show_progress)
+    unit_stats: list[JsonObj] = summary.extra["units"]
+    n_units, resumed = summary.extra["n_units"], summary.extra["resumed"]
     records = [rec for _, rec in iter_jsonl(parts_output)]
     parts_output.unlink()
     if [r["task_id"] for r in records] != [t["task_id"] for t in tasks]:
@@ -744,7 +737,7 @@ def run_score(
         },
         "sandbox": {"verdicts": dict(sorted(sandbox_counts.items())),
                     "retries": sum(s.get("retries", 0) for s in unit_stats),
-                    "units": len(units), "units_resumed": resumed},
+                    "units": n_units, "units_resumed": resumed},
         "inputs": [str(samples_path), str(release.path), *([str(published)] if published else [])],
         "params": {"dataset": dataset, "version": release.version, "limit": limit,
                    "data": data.to_dict(), "sandbox": params.to_dict()},

@@ -32,7 +32,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,9 +40,9 @@ from urllib.parse import urlsplit
 import openai
 
 from ..config import check_params
-from ..records import JsonObj, ResumableOutput, UnitResult, dumps, fingerprint
+from ..records import JsonObj, dumps
+from ..runtime import StageStats, UnitPlan, UnitRun, drive, drive_async
 from ..serving.launch import LOOPBACK_HOSTS, ServerError, api_base, wait_ready
-from ..stage import StageStats, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -571,13 +571,13 @@ class _UnitWriter:
 
     def __init__(
         self,
-        resumable: ResumableOutput,
+        run: UnitRun,
         plan: _Plan,
         per_unit: int,
         make_record: MakeRecord,
         on_progress: Callable[[CompletionResult], None],
     ) -> None:
-        self.resumable = resumable
+        self.run = run
         self.plan = plan
         self.per_unit = per_unit
         self.make_record = make_record
@@ -624,11 +624,12 @@ class _UnitWriter:
         self.on_progress(result)
         if len(buffer) == self.unit_size(unit):
             del self.buffers[unit]
-            self.resumable.write_unit(unit, self._unit_result(buffer))
+            records, stats = self._unit_result(buffer)
+            self.run.write(unit, records, stats)
 
     def _unit_result(
         self, buffer: dict[int, tuple[CompletionRequest, CompletionResult]]
-    ) -> UnitResult:
+    ) -> tuple[list[JsonObj], StageStats]:
         records: list[JsonObj] = []
         stats = StageStats()
         extra: dict[str, Any] = {}
@@ -653,98 +654,85 @@ class _UnitWriter:
             if result.error is None:
                 finish_reasons.update(str(reason) for _, reason in result.choices)
         stats.extra = {**extra, **counts, "finish_reasons": dict(sorted(finish_reasons.items()))}
-        return UnitResult(records, stats.to_json())
+        return records, stats
 
 
 @dataclass
-class _Job:
-    """A generation run after its first pass: the plan, the unit files, the units done."""
+class _Generation:
+    """Generation as a :class:`selfalign.runtime.UnitStage`: a unit is ``requests_per_unit``
+    requests; the requests of the units left are sent through :func:`complete_all` and each unit
+    is written, in request order, once its last request is answered."""
 
-    plan: _Plan
-    resumable: ResumableOutput
-    done: set[int]
-    pending: int
+    requests: Callable[[], Iterable[CompletionRequest]]
+    params: ClientParams
+    make_record: MakeRecord
+    fingerprint_value: Any
+    desc: str
+    drops: bool
+    asynchronous: bool = False
+    requests_plan: _Plan = field(default_factory=_Plan, init=False)
 
-    @property
-    def n_units(self) -> int:
-        return len(self.plan.unit_digests)
-
-
-def _prepare(
-    requests: Callable[[], Iterable[CompletionRequest]],
-    output: str | os.PathLike[str],
-    params: ClientParams,
-    fingerprint_value: Any,
-    drops: bool = False,
-) -> _Job:
-    per_unit = params.requests_per_unit
-    plan = _plan(requests(), per_unit)
-    n_units = len(plan.unit_digests)
-    resumable = ResumableOutput(
-        output,
-        fingerprint(
-            {
-                "stage": "generation.client",
-                "version": CLIENT_VERSION,
-                "model": params.model,
-                "requests_per_unit": per_unit,
-                "requests": plan.total,
+    def plan(self) -> UnitPlan:
+        per_unit = self.params.requests_per_unit
+        self.requests_plan = plan = _plan(self.requests(), per_unit)
+        return UnitPlan(
+            stage="generation.client",
+            version=CLIENT_VERSION,
+            key={
+                "model": self.params.model,
                 "unit_digests": hashlib.sha256("".join(plan.unit_digests).encode()).hexdigest(),
-                "caller": fingerprint_value,
-            }
-        ),
-        drops=drops,
-    )
-    done = {u for u in resumable.done_units() if u < n_units}
-    pending = plan.total - sum(min(per_unit, plan.total - u * per_unit) for u in done)
-    if done:
-        log.info("%s: resuming, %d of %d unit(s) already done", output, len(done), n_units)
-    return _Job(plan, resumable, done, pending)
-
-
-async def _generate(
-    job: _Job,
-    requests: Callable[[], Iterable[CompletionRequest]],
-    params: ClientParams,
-    make_record: MakeRecord,
-    desc: str,
-    show_progress: bool,
-) -> None:
-    """Send the requests of the units not done yet, writing each unit once it is complete."""
-    bar = progress_bar(desc=desc, total=job.pending, unit="req", enabled=show_progress)
-    seen = Counter[str]()
-
-    def on_progress(result: CompletionResult) -> None:
-        seen["retries"] += result.attempts - 1
-        seen["errors"] += result.error is not None
-        bar.update(1)
-        if seen["retries"] or seen["errors"]:
-            bar.set_postfix(seen, refresh=False)
-
-    writer = _UnitWriter(
-        job.resumable, job.plan, params.requests_per_unit, make_record, on_progress
-    )
-    try:
-        await complete_all(
-            writer.feed(requests(), job.done), params, writer.add, lookahead=params.lookahead
+                "caller": self.fingerprint_value,
+            },
+            total=plan.total,
+            per_unit=per_unit,
+            drops=self.drops,
+            balances=False,  # a request gives several samples; the caller's counts balance
+            desc=self.desc,
+            item="req",
         )
-    finally:
-        bar.close()
 
+    def process(self, run: UnitRun) -> Awaitable[None] | None:
+        params = self.params
+        if self.asynchronous:
+            return self._process_async(run)
+        wait_for_server(params.base_url, params.ready_timeout_s, api_key=params.api_key, model=params.model)
+        asyncio.run(self._generate(run))
+        return None
 
-def _finish(job: _Job) -> StageStats:
-    """Assemble the units into the output and sum their counts."""
-    stats = StageStats()
-    extra: dict[str, Any] = dict.fromkeys(_REQUEST_COUNTS, 0)
-    for summary in job.resumable.finalize(job.n_units):
-        unit = StageStats.from_json(summary)
-        stats.merge(unit)
-        _add_numbers(extra, unit.extra, "extra")
-    extra["finish_reasons"] = dict(sorted(extra.get("finish_reasons", {}).items()))
-    extra["units"] = job.n_units
-    extra["units_resumed"] = len(job.done)
-    stats.extra = extra
-    return stats
+    async def _process_async(self, run: UnitRun) -> None:
+        params = self.params
+        await wait_for_server_async(params.base_url, params.ready_timeout_s, api_key=params.api_key,
+                                    model=params.model)
+        await self._generate(run)
+
+    async def _generate(self, run: UnitRun) -> None:
+        """Send the requests of the units not done yet, writing each unit once it is complete."""
+        seen = Counter[str]()
+
+        def on_progress(result: CompletionResult) -> None:
+            seen["retries"] += result.attempts - 1
+            seen["errors"] += result.error is not None
+            run.advance(1)
+            if seen["retries"] or seen["errors"]:
+                run.bar.set_postfix(seen, refresh=False)
+
+        writer = _UnitWriter(run, self.requests_plan, self.params.requests_per_unit, self.make_record, on_progress)
+        await complete_all(writer.feed(self.requests(), set(run.done)), self.params, writer.add,
+                           lookahead=self.params.lookahead)
+
+    def summarize(self, units: list[JsonObj], run: UnitRun) -> StageStats:
+        """The units' counts added up, with the request counts and units (resumed)."""
+        stats = StageStats()
+        extra: dict[str, Any] = dict.fromkeys(_REQUEST_COUNTS, 0)
+        for summary in units:
+            unit = StageStats.from_json(summary)
+            stats.merge(unit)
+            _add_numbers(extra, unit.extra, "extra")
+        extra["finish_reasons"] = dict(sorted(extra.get("finish_reasons", {}).items()))
+        extra["units"] = run.plan.n_units
+        extra["units_resumed"] = len(run.done)
+        stats.extra = extra
+        return stats
 
 
 def run_generation(
@@ -771,13 +759,8 @@ def run_generation(
     own numeric extras. With ``drops``, the drop records ``make_record`` keeps are written to
     the output's drop file (:func:`selfalign.chain.dropped_path`).
     """
-    job = _prepare(requests, output, params, fingerprint_value, drops)
-    if job.pending:
-        wait_for_server(
-            params.base_url, params.ready_timeout_s, api_key=params.api_key, model=params.model
-        )
-        asyncio.run(_generate(job, requests, params, make_record, desc, show_progress))
-    return _finish(job)
+    stage = _Generation(requests, params, make_record, fingerprint_value, desc, drops)
+    return drive(stage, output, show_progress=show_progress)
 
 
 async def run_generation_async(
@@ -793,10 +776,5 @@ async def run_generation_async(
 ) -> StageStats:
     """:func:`run_generation` for callers inside an event loop (see
     :func:`wait_for_server_async` for the one difference on cancellation)."""
-    job = _prepare(requests, output, params, fingerprint_value, drops)
-    if job.pending:
-        await wait_for_server_async(
-            params.base_url, params.ready_timeout_s, api_key=params.api_key, model=params.model
-        )
-        await _generate(job, requests, params, make_record, desc, show_progress)
-    return _finish(job)
+    stage = _Generation(requests, params, make_record, fingerprint_value, desc, drops, asynchronous=True)
+    return await drive_async(stage, output, show_progress=show_progress)

@@ -36,11 +36,11 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from ..benchdata import fetch_pinned
-from ..chain import SAMPLE_DROP_PREFIX, dropped_path
+from ..chain import SAMPLE_DROP_PREFIX
 from ..config import check_choice, reject_unknown
-from ..records import JsonObj, RecordError, count_lines, fingerprint, iter_jsonl, sha256_file
+from ..records import JsonObj, RecordError, count_lines, iter_jsonl, sha256_file
+from ..runtime import StageStats, drop_record, interleave_drops, shard_bounds
 from ..serving import ModelSpec, ServingParams, ServingSettings, serve
-from ..stage import StageStats, drop_record, shard_bounds
 from .client import (
     ClientParams,
     CompletionRequest,
@@ -489,7 +489,7 @@ def run_stage(
             output,
             settings.client_params(url),
             run.make_record,
-            fingerprint_value=fingerprint(fingerprint_value),
+            fingerprint_value=fingerprint_value,
             desc=f"{stage} {shard:04d}",
             show_progress=show_progress,
             drops=True,
@@ -506,7 +506,7 @@ def run_stage(
     stats.merge(run.unprompted)
     if run.unprompted.dropped:
         # records no prompt was built for, among the requests' drops in input order
-        _merge_unprompted_drops(dropped_path(output), run.unprompted.dropped)
+        interleave_drops(output, run.unprompted.dropped, key=lambda r: r["detail"]["index"])
         stats.dropped = []
     stats.dropped_written = True
     stats.extra["records_beyond_limit"] = (total - n) if shard == 0 else 0
@@ -516,16 +516,6 @@ def run_stage(
         stats.extra["judge_dummy_prompts"] = len(run.dummy_indices)
     stats.check_balance()
     return stats
-
-
-def _merge_unprompted_drops(path: Path, unprompted: list[JsonObj]) -> None:
-    """Rewrite the drop file with the unprompted records' drops in input order among the
-    requests' (every generation drop record's detail has the input ``index``)."""
-    from ..records import iter_jsonl, write_jsonl
-
-    rows = [rec for _, rec in iter_jsonl(path)] + unprompted
-    rows.sort(key=lambda r: r["detail"]["index"])  # stable: a record's sample drops keep their order
-    write_jsonl(path, rows)
 
 
 def _parse_detail(index: int, finish_reason: str | None, text: str) -> JsonObj:

@@ -22,9 +22,8 @@ from typing import Any
 
 from ..config import check_params
 from ..execution import BUNDLED, resolve_sample_site
-from ..provenance import write_sidecar
+from ..runtime import finish_counts, progress_bar
 from ..sandbox import SandboxPool, Verdict, validate_backend_choice
-from ..stage import progress_bar
 from .executors import LIMITS, program
 from .humanevalpack import LANGUAGES, Task, check_program, load_tasks, reference_generations
 from .toolchains import Toolchains, load
@@ -205,7 +204,7 @@ def self_check(
     (out / "table.md").write_text(render_table(summary))
     (out / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
     entries = summary["languages"].values()
-    write_sidecar(
+    finish_counts(
         out / "verdicts.jsonl",
         stage="octopack.selfcheck",
         inputs=[task_files[lang] for lang in tasks],
@@ -213,7 +212,7 @@ def self_check(
                 "canonical_pass": sum(e["canonical_pass"] for e in entries),
                 "buggy_not_pass": sum(e["buggy_not_pass"] for e in entries),
                 "unexpected": sum(len(e["exceptions"]) for e in entries)},
-        config={"sandbox": params.to_dict(), "limit": limit},
+        params={"sandbox": params.to_dict(), "limit": limit},
         extra={"languages": list(tasks), "wall_s": summary["wall_s"], "toolchains": summary["toolchains"]},
         started=started_wall,
     )

@@ -15,9 +15,8 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import re
-import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +26,13 @@ from datasketch import LeanMinHash, MinHash, MinHashLSH
 from ..config import reject_unknown
 from ..records import (
     JsonObj,
-    ResumableOutput,
     atomic_writer,
+    count_lines,
     dumps,
-    fingerprint,
     iter_jsonl,
     sha256_file,
-    write_json,
 )
-from ..stage import StageStats, drop_record, progress, progress_bar
+from ..runtime import StageStats, UnitPlan, UnitRun, drive, progress, streamed_drops
 
 NON_ALPHA = re.compile(r"[^A-Za-z_0-9]")
 # datasketch's hashing scheme, named so that a datasketch upgrade cannot change signatures silently.
@@ -141,31 +138,42 @@ def _iter_units(path: Path, per_unit: int) -> Iterator[tuple[int, list[str]]]:
         yield index, unit
 
 
-def compute_signatures(
-    input_path: Path, params: DedupParams, work: ResumableOutput, workers: int, show_progress: bool
-) -> np.ndarray:
-    """Signatures for every record, in input order; finished units survive a kill."""
-    per_unit = params.records_per_unit
-    done = work.done_units()
-    pending: list[tuple[int, list[str]]] = []
-    n_units = 0
-    total = 0
-    for unit, texts in _iter_units(input_path, per_unit):
-        n_units = unit + 1
-        total += len(texts)
-        if unit not in done:
-            pending.append((unit, texts))
+@dataclass
+class _Signatures:
+    """The MinHash signatures as a :class:`selfalign.runtime.UnitStage` with no records of its
+    own: a unit is ``records_per_unit`` records whose signatures are kept as ``<unit>.npy``
+    beside the parts, so finished units survive a kill; :meth:`summarize` stacks them."""
 
-    def store(unit: int, sigs: np.ndarray) -> None:
-        with atomic_writer(work.parts / f"{unit:08d}.npy", "wb") as handle:
-            np.save(handle, sigs)
-        write_json(work.parts / f"{unit:08d}.stats.json", {"records": int(sigs.shape[0])})
+    input_path: Path
+    params: DedupParams
+    workers: int
+    signatures: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.uint64), init=False)
 
-    # Each unit is split into sub-chunks so that all workers stay busy on small inputs too.
-    chunk = max(1, min(1000, per_unit // max(1, workers * 4)))
-    already = total - sum(len(t) for _, t in pending)
-    with progress_bar(desc="minhash", total=total, initial=already, enabled=show_progress) as bar:
-        if workers > 1 and pending:
+    def plan(self) -> UnitPlan:
+        return UnitPlan(
+            stage="seeds.dedup.minhash",
+            version=1,
+            key={"input": sha256_file(self.input_path), "params": asdict(self.params), "scheme": SCHEME},
+            total=count_lines(self.input_path),
+            per_unit=self.params.records_per_unit,
+            drops=False,
+            records=False,
+            desc="minhash",
+        )
+
+    def process(self, run: UnitRun) -> None:
+        params, workers = self.params, self.workers
+        pending = [(unit, texts) for unit, texts in _iter_units(self.input_path, params.records_per_unit)
+                   if unit not in run.done]
+
+        def store(unit: int, sigs: np.ndarray) -> None:
+            with atomic_writer(run.unit_file(unit, ".npy"), "wb") as handle:
+                np.save(handle, sigs)
+            run.write(unit, [], {"records": int(sigs.shape[0])})
+
+        # Each unit is split into sub-chunks so that all workers stay busy on small inputs too.
+        chunk = max(1, min(1000, params.records_per_unit // max(1, workers * 4)))
+        if workers > 1:
             ctx = multiprocessing.get_context("fork")
             initargs = (params.num_perm, params.seed)
             with ctx.Pool(workers, initializer=_init_worker, initargs=initargs) as pool:
@@ -174,17 +182,32 @@ def compute_signatures(
                     parts = []
                     for sigs in pool.imap(_sign_chunk, jobs):
                         parts.append(sigs)
-                        bar.update(sigs.shape[0])
+                        run.advance(sigs.shape[0])
                     store(unit, np.concatenate(parts))
         else:
             _init_worker(params.num_perm, params.seed)
             for unit, texts in pending:
                 sigs = _sign_chunk((texts, params.ngram))
-                bar.update(sigs.shape[0])
+                run.advance(sigs.shape[0])
                 store(unit, sigs)
-    if n_units == 0:
-        return np.zeros((0, params.num_perm), dtype=np.uint64)
-    return np.concatenate([np.load(work.parts / f"{u:08d}.npy") for u in range(n_units)])
+
+    def summarize(self, units: list[JsonObj], run: UnitRun) -> StageStats:
+        n_units = run.plan.n_units
+        if n_units == 0:
+            self.signatures = np.zeros((0, self.params.num_perm), dtype=np.uint64)
+        else:
+            self.signatures = np.concatenate([np.load(run.unit_file(u, ".npy")) for u in range(n_units)])
+        n = int(self.signatures.shape[0])
+        return StageStats(n_in=n, n_out=n)
+
+
+def compute_signatures(input_path: Path, params: DedupParams, output_path: Path, workers: int,
+                       show_progress: bool) -> np.ndarray:
+    """Signatures for every record, in input order; finished units survive a kill (their parts
+    live beside ``output_path`` until the signatures are all there)."""
+    stage = _Signatures(input_path, params, workers)
+    drive(stage, output_path, show_progress=show_progress)
+    return stage.signatures
 
 
 def cluster(signatures: np.ndarray, params: DedupParams, show_progress: bool = True) -> list[int]:
@@ -212,22 +235,16 @@ def run_dedup(
 ) -> StageStats:
     """Write the kept records to ``output_path`` and a ``{id, kept}`` line per dropped record."""
     input_path, output_path = Path(input_path), Path(output_path)
-    work = ResumableOutput(
-        output_path,
-        fingerprint({"input": sha256_file(input_path), "params": params.__dict__, "stage": "dedup"}),
-    )
-    signatures = compute_signatures(input_path, params, work, workers, show_progress)
+    signatures = compute_signatures(input_path, params, output_path, workers, show_progress)
     roots = cluster(signatures, params, show_progress)
 
     stats = StageStats()
     ids: list[str] = []
     clusters: dict[int, int] = {}
-    from ..chain import dropped_path
-
     with (
         atomic_writer(output_path) as out,
         atomic_writer(duplicates_path) as dup,
-        atomic_writer(dropped_path(output_path)) as drops,
+        streamed_drops(output_path, stats) as drops,
     ):
         for index, (_, record) in enumerate(iter_jsonl(input_path, {"id": str, "content": str})):
             stats.n_in += 1
@@ -240,8 +257,7 @@ def run_dedup(
                 clusters[root] = clusters.get(root, 1) + 1
                 entry: JsonObj = {"id": record["id"], "kept": ids[root]}
                 dup.write(dumps(entry) + "\n")
-                stats.drop("near_duplicate")
-                drops.write(dumps(drop_record(record["id"], "near_duplicate", {"duplicate_of": ids[root]})) + "\n")
+                drops.drop(record["id"], "near_duplicate", {"duplicate_of": ids[root]})
     stats.check_balance()
     sizes = sorted(clusters.values(), reverse=True)
     bands = MinHashLSH(threshold=params.threshold, num_perm=params.num_perm)
@@ -251,6 +267,4 @@ def run_dedup(
         "lsh_bands": int(bands.b),
         "lsh_rows": int(bands.r),
     }
-    shutil.rmtree(work.parts, ignore_errors=True)
-    stats.dropped_written = True
     return stats

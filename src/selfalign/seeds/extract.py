@@ -37,7 +37,7 @@ from functools import cache
 from importlib import metadata
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import tree_sitter_python
 from tree_sitter import Language, Node, Parser, Query, QueryCursor
@@ -47,15 +47,21 @@ from ..config import check_params
 from ..records import (
     JsonObj,
     RecordError,
-    ResumableOutput,
-    UnitResult,
     atomic_writer,
     dumps,
-    fingerprint,
     iter_jsonl,
     write_jsonl,
 )
-from ..stage import StageStats, drop_record, progress, shard_bounds
+from ..runtime import (
+    DropSink,
+    StageStats,
+    UnitPlan,
+    UnitRun,
+    drive,
+    shard_bounds,
+    streamed_drops,
+)
+from ..runtime.resume import UnitResult
 
 log = logging.getLogger(__name__)
 
@@ -527,24 +533,21 @@ def _load_rows(
     return ds, (None if total is None else max(0, total - start))
 
 
-def _fingerprint(params: SourceParams, shard: int, num_shards: int, files: list[SourceFile]) -> str:
-    """What a unit's output depends on: a change to any of it invalidates resumable parts."""
+def _key(params: SourceParams, shard: int, num_shards: int, files: list[SourceFile]) -> JsonObj:
+    """What a unit's output depends on besides the code: a change to any of it invalidates
+    resumable parts."""
     listing = []
     for f in files:
         st = f.path.stat()
         listing.append([f.relpath, st.st_size, st.st_mtime_ns])
-    return fingerprint(
-        {
-            "stage": "seeds.extract",
-            "version": EXTRACT_VERSION,
-            "tree_sitter": metadata.version("tree-sitter"),
-            "tree_sitter_python": metadata.version("tree-sitter-python"),
-            "params": asdict(params),
-            "shard": shard,
-            "num_shards": num_shards,
-            "files": hashlib.sha256(dumps({"files": listing}).encode("utf-8")).hexdigest(),
-        }
-    )
+    return {
+        "tree_sitter": metadata.version("tree-sitter"),
+        "tree_sitter_python": metadata.version("tree-sitter-python"),
+        "params": asdict(params),
+        "shard": shard,
+        "num_shards": num_shards,
+        "files": hashlib.sha256(dumps({"files": listing}).encode("utf-8")).hexdigest(),
+    }
 
 
 def run_extract_shard(
@@ -564,80 +567,91 @@ def run_extract_shard(
     """
     output = Path(output)
     shard_bounds(1, shard, num_shards)  # validates shard/num_shards before any work
-    per_unit = params.files_per_unit
-    desc = f"extract shard {shard} of {num_shards}"
-    if params.kind == "huggingface":
-        # Units follow row order, not id order: gather them beside the output, then merge.
-        resumable = ResumableOutput(
-            output.with_name(output.name + ".unsorted"),
-            _fingerprint(params, shard, num_shards, []),
-            drops=True,
-        )
-        done = resumable.done_units()
-        prefix = next(u for u in itertools.count() if u not in done)
-        rows, total = _load_rows(params, shard, num_shards, prefix * per_unit)
-        where = f"{params.path} (shard {shard} of {num_shards})"
-        row_units = _RowUnits(rows, params, prefix * per_unit, done, where)
-        if done:
-            log.info("%s: resuming, %d unit(s) already done", output, len(done))
-        _write_units(resumable, _outcomes(row_units, workers), desc, total, "row", show_progress)
-        n_units = -(-row_units.n_rows // per_unit)
+    stage = _Extraction(params, shard, num_shards, workers)
+    if params.kind != "huggingface":
+        return drive(stage, output, show_progress=show_progress)
+    # Units follow row order, not id order: gather them beside the output, then merge.
+    unsorted = output.with_name(output.name + ".unsorted")
+    stats = drive(stage, unsorted, show_progress=show_progress)
+    os.replace(dropped_path(unsorted), dropped_path(output))  # in row order
+    if stage.ordered:
+        os.replace(unsorted, output)
     else:
-        files = source_files(params)
-        lo, hi = shard_bounds(len(files), shard, num_shards)
-        files = files[lo:hi]
-        resumable = ResumableOutput(output, _fingerprint(params, shard, num_shards, files), drops=True)
-        done = resumable.done_units()
-        n_units = -(-len(files) // per_unit)
-        pending = len(files) - sum(len(files[u * per_unit : (u + 1) * per_unit]) for u in done)
-        if done:
-            log.info("%s: resuming, %d of %d unit(s) already done", output, len(done), n_units)
-        units = _file_units(files, params.kind, per_unit, done)
-        _write_units(resumable, _outcomes(units, workers), desc, pending, "file", show_progress)
-    return _finalize(resumable, n_units, output)
-
-
-def _write_units(
-    resumable: ResumableOutput,
-    outcomes: Iterator[tuple[int, _Item, _Outcome]],
-    desc: str,
-    total: int | None,
-    unit_name: str,
-    show_progress: bool,
-) -> None:
-    """Write each unit as soon as its last item is processed."""
-    bar = progress(outcomes, desc=desc, total=total, unit=unit_name, enabled=show_progress)
-    for unit, group in itertools.groupby(bar, key=itemgetter(0)):
-        items: list[_Item] = []
-        results: list[_Outcome] = []
-        for _, item, outcome in group:
-            items.append(item)
-            results.append(outcome)
-        resumable.write_unit(unit, _unit_result(items, results))
-
-
-def _finalize(resumable: ResumableOutput, n_units: int, output: Path) -> StageStats:
-    """Assemble the units into ``output`` (merging them by id if they are not in id order)."""
-    unit_stats = [resumable.unit_stats(u) for u in range(n_units) if resumable.done(u)]
-    ordered = _in_id_order(unit_stats)
-    if resumable.output == output and not ordered:
-        raise RuntimeError(f"{output}: units are not in id order; source_files() sorting is broken")
-    unit_stats = resumable.finalize(n_units)
-    if resumable.output != output:
-        os.replace(dropped_path(resumable.output), dropped_path(output))  # in row order
-        if ordered:
-            os.replace(resumable.output, output)
-        else:
-            _merge_runs(resumable.output, unit_stats, output)
-            resumable.output.unlink()
-    stats = StageStats()
-    files_with_functions = 0
-    for summary in unit_stats:
-        stats.merge(StageStats.from_json(summary))
-        files_with_functions += summary["extra"]["files_with_functions"]
-    stats.extra = {"files_with_functions": files_with_functions, "functions": stats.n_out}
-    stats.dropped_written = True  # finalize wrote the skipped files' drop records
+        _merge_runs(unsorted, stage.unit_stats, output)
+        unsorted.unlink()
     return stats
+
+
+@dataclass
+class _Extraction:
+    """Extraction as a :class:`selfalign.runtime.UnitStage`: a unit is ``files_per_unit`` source
+    files (or dataset rows), parsed on ``workers`` processes."""
+
+    params: SourceParams
+    shard: int
+    num_shards: int
+    workers: int
+    files: list[SourceFile] = field(default_factory=list, init=False)
+    ordered: bool = field(default=True, init=False)  # the units' records are in id order
+    unit_stats: list[JsonObj] = field(default_factory=list, init=False)
+
+    def plan(self) -> UnitPlan:
+        params = self.params
+        total: int | None = None
+        if params.kind != "huggingface":
+            files = source_files(params)
+            lo, hi = shard_bounds(len(files), self.shard, self.num_shards)
+            self.files = files[lo:hi]
+            total = len(self.files)
+        return UnitPlan(
+            stage="seeds.extract",
+            version=EXTRACT_VERSION,
+            key=_key(params, self.shard, self.num_shards, self.files),
+            total=total,
+            per_unit=params.files_per_unit,
+            balances=False,
+            desc=f"extract shard {self.shard} of {self.num_shards}",
+            item="row" if params.kind == "huggingface" else "file",
+        )
+
+    def process(self, run: UnitRun) -> None:
+        params, per_unit = self.params, self.params.files_per_unit
+        if params.kind == "huggingface":
+            prefix = next(u for u in itertools.count() if u not in run.done)
+            rows, _ = _load_rows(params, self.shard, self.num_shards, prefix * per_unit)
+            where = f"{params.path} (shard {self.shard} of {self.num_shards})"
+            row_units = _RowUnits(rows, params, prefix * per_unit, set(run.done), where)
+            self._write_units(run, _outcomes(row_units, self.workers))
+            run.set_total(row_units.n_rows)
+        else:
+            units = _file_units(self.files, params.kind, per_unit, set(run.done))
+            self._write_units(run, _outcomes(units, self.workers))
+
+    @staticmethod
+    def _write_units(run: UnitRun, outcomes: Iterator[tuple[int, _Item, _Outcome]]) -> None:
+        """Write each unit as soon as its last item is processed."""
+        for unit, group in itertools.groupby(outcomes, key=itemgetter(0)):
+            items: list[_Item] = []
+            results: list[_Outcome] = []
+            for _, item, outcome in group:
+                items.append(item)
+                results.append(outcome)
+                run.advance(1)
+            result = _unit_result(items, results)
+            run.write(unit, result.records, result.stats)
+
+    def summarize(self, units: list[JsonObj], run: UnitRun) -> StageStats:
+        self.unit_stats = units
+        self.ordered = _in_id_order(units)
+        if self.params.kind != "huggingface" and not self.ordered:
+            raise RuntimeError(f"{run.output}: units are not in id order; source_files() sorting is broken")
+        stats = StageStats()
+        files_with_functions = 0
+        for summary in units:
+            stats.merge(StageStats.from_json(summary))
+            files_with_functions += summary["extra"]["files_with_functions"]
+        stats.extra = {"files_with_functions": files_with_functions, "functions": stats.n_out}
+        return stats
 
 
 def _run_lines(fd: int, start: int, end: int, block: int = 1 << 16) -> Iterator[bytes]:
@@ -722,7 +736,7 @@ def merge_shards(
     seen: dict[bytes, str] = {}  # function text's SHA-1 -> the id kept with it
     streams = [_sorted_records(path) for path in inputs]
 
-    def merged(drops: IO[str]) -> Iterator[JsonObj]:
+    def merged(drops: DropSink) -> Iterator[JsonObj]:
         previous: tuple[str, str, int] | None = None
         for record_id, path, lineno, record in heapq.merge(*streams, key=itemgetter(0)):
             stats.n_in += 1
@@ -736,13 +750,12 @@ def merge_shards(
             previous = (record_id, path, lineno)
             digest = hashlib.sha1(record["content"].encode("utf-8")).digest()
             if digest in seen:
-                stats.drop("exact_duplicate")
-                drops.write(dumps(drop_record(record_id, "exact_duplicate", {"duplicate_of": seen[digest]})) + "\n")
+                drops.drop(record_id, "exact_duplicate", {"duplicate_of": seen[digest]})
                 continue
             seen[digest] = record_id
             yield record
 
-    with atomic_writer(dropped_path(output)) as drops:
+    with streamed_drops(output, stats) as drops:
         # first the source files the shards skipped, in shard order (a shard written without a
         # drop file names none; if its sidecar counts skipped files, the raw drop file's check
         # against stats.files_skipped stops the command)
@@ -751,8 +764,7 @@ def merge_shards(
             if shard_drops.is_file():
                 for _, skipped in iter_jsonl(shard_drops, {"id": str, "reason": str}):
                     skipped["reason"] = FILE_DROP_PREFIX + skipped["reason"]
-                    drops.write(dumps(skipped) + "\n")
+                    drops.carry(skipped)
         stats.n_out = write_jsonl(output, merged(drops))
-    stats.dropped_written = True
     stats.check_balance()
     return stats

@@ -28,7 +28,7 @@ from typing import Any
 from ..benchdata import BENCHMARK_KEYS, ContaminationIndex, DecontamParams, load_decontamination
 from ..config import check_params
 from ..records import atomic_writer, count_lines, dumps, iter_jsonl
-from ..stage import StageStats, progress, shard_bounds
+from ..runtime import StageStats, progress, shard_bounds
 
 UPSTREAM_BAD_WORDS: tuple[str, ...] = ("todo", "fixme", "bug")
 UPSTREAM_BAD_IMPORTS: tuple[str, ...] = (

@@ -72,14 +72,12 @@ from ..config import check_params
 from ..records import (
     JsonObj,
     RecordError,
-    ResumableOutput,
-    UnitResult,
     count_lines,
-    fingerprint,
     iter_jsonl,
     sha256_file,
 )
-from ..stage import StageStats, progress, shard_bounds
+from ..runtime import StageStats, UnitPlan, UnitRun, drive, shard_bounds
+from ..runtime.resume import UnitResult
 
 log = logging.getLogger(__name__)
 
@@ -569,7 +567,7 @@ class _Prepared:
 
 
 def _shard_units(
-    input_path: Path, lo: int, hi: int, per_unit: int, done: set[int], show_progress: bool
+    input_path: Path, lo: int, hi: int, per_unit: int, done: frozenset[int]
 ) -> Iterator[tuple[int, list[JsonObj]]]:
     """The pending units of records ``[lo, hi)`` of the input, validating every record read.
 
@@ -579,7 +577,7 @@ def _shard_units(
     records = itertools.islice(iter_jsonl(input_path, {"id": str, "content": str}), hi)
     unit_records: list[JsonObj] = []
     unit = 0
-    for lineno, record in progress(records, desc="quality", total=hi, enabled=show_progress):
+    for lineno, record in records:
         index = lineno - 1  # one record per line: the strict reader allows no blank lines
         if index < lo:
             continue
@@ -686,63 +684,79 @@ def run_quality(
     after a kill, a rerun redoes only unfinished units. ``workers`` sizes the autoimport pool
     and the number of Pyright runs in flight.
     """
-    input_path, output_path = Path(input_path), Path(output_path)
-    workers = max(1, workers)
-    lo, hi = shard_bounds(count_lines(input_path), shard, num_shards)
-    command = pyright_command()
-    environment = {
-        "pyright_version": pyright_version(command),
-        "pyright_command": shlex.join(command),
-        "pyright_python": sys.executable,
-        "autoimport_version": metadata.version("autoimport"),
-        "tree_sitter_python_version": metadata.version("tree-sitter-python"),
-    }
-    work = ResumableOutput(
-        output_path,
-        fingerprint(
-            {
-                "stage": "seeds.quality",
-                "version": QUALITY_VERSION,
-                "params": asdict(params),
-                "input_sha256": sha256_file(input_path),
-                "input_size": input_path.stat().st_size,
-                "shard": shard,
-                "num_shards": num_shards,
-                **environment,
-            }
-        ),
-        drops=True,
-    )
-    per_unit = params.pyright_batch_size
-    n_units = -(-(hi - lo) // per_unit)
-    done = work.done_units()
-    if done:
-        log.info("%s: resuming, %d of %d unit(s) already done", output_path, len(done), n_units)
-    pending = n_units - len(done & set(range(n_units)))
-    fixer = (
-        _ImportFixer(workers, params.autoimport_timeout_s)
-        if params.infer_imports and pending
-        else None
-    )
-    try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pyright") as threads:
-            in_flight: dict[Future[UnitResult], int] = {}
+    stage = _Quality(Path(input_path), params, shard, num_shards, max(1, workers))
+    return drive(stage, output_path, show_progress=show_progress)
 
-            def drain(until: int) -> None:
-                while len(in_flight) > until:
-                    finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                    for future in sorted(finished, key=in_flight.__getitem__):
-                        work.write_unit(in_flight.pop(future), future.result())
 
-            for unit, records in _shard_units(input_path, lo, hi, per_unit, done, show_progress):
-                prepared = _prepare(unit, records, params, fixer)
-                in_flight[threads.submit(_check_unit, prepared, params, command)] = unit
-                drain(workers - 1)
-            drain(0)
-    finally:
-        if fixer is not None:
-            fixer.close()
-    return _summarize(work.finalize(n_units), environment, n_units, len(done))
+@dataclass
+class _Quality:
+    """The quality checks as a :class:`selfalign.runtime.UnitStage`: a unit is
+    ``pyright_batch_size`` records, one Pyright run; ``workers`` units in flight."""
+
+    input_path: Path
+    params: QualityParams
+    shard: int
+    num_shards: int
+    workers: int
+    lo: int = field(default=0, init=False)  # the shard's records, set by plan()
+    hi: int = field(default=0, init=False)
+    command: list[str] = field(default_factory=list, init=False)
+    environment: dict[str, str] = field(default_factory=dict, init=False)
+
+    def plan(self) -> UnitPlan:
+        self.lo, self.hi = shard_bounds(count_lines(self.input_path), self.shard, self.num_shards)
+        self.command = pyright_command()
+        self.environment = {
+            "pyright_version": pyright_version(self.command),
+            "pyright_command": shlex.join(self.command),
+            "pyright_python": sys.executable,
+            "autoimport_version": metadata.version("autoimport"),
+            "tree_sitter_python_version": metadata.version("tree-sitter-python"),
+        }
+        return UnitPlan(
+            stage="seeds.quality",
+            version=QUALITY_VERSION,
+            key={
+                "params": asdict(self.params),
+                "input_sha256": sha256_file(self.input_path),
+                "input_size": self.input_path.stat().st_size,
+                "shard": self.shard,
+                "num_shards": self.num_shards,
+                **self.environment,
+            },
+            total=self.hi - self.lo,
+            per_unit=self.params.pyright_batch_size,
+            desc="quality",
+        )
+
+    def process(self, run: UnitRun) -> None:
+        params, workers = self.params, self.workers
+        fixer = _ImportFixer(workers, params.autoimport_timeout_s) if params.infer_imports else None
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pyright") as threads:
+                in_flight: dict[Future[UnitResult], int] = {}
+
+                def drain(until: int) -> None:
+                    while len(in_flight) > until:
+                        finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                        for future in sorted(finished, key=in_flight.__getitem__):
+                            unit = in_flight.pop(future)
+                            result = future.result()
+                            run.write(unit, result.records, result.stats)
+                            run.advance(len(run.plan.unit_range(unit)))
+
+                units = _shard_units(self.input_path, self.lo, self.hi, params.pyright_batch_size, run.done)
+                for unit, records in units:
+                    prepared = _prepare(unit, records, params, fixer)
+                    in_flight[threads.submit(_check_unit, prepared, params, self.command)] = unit
+                    drain(workers - 1)
+                drain(0)
+        finally:
+            if fixer is not None:
+                fixer.close()
+
+    def summarize(self, units: list[JsonObj], run: UnitRun) -> StageStats:
+        return _summarize(units, self.environment, run.plan.n_units, len(run.done))
 
 
 def _summarize(
@@ -764,7 +778,6 @@ def _summarize(
         autoimport_errors.update(extra["autoimport_errors"])
         failed_ids.extend(extra["pyright_failed_ids"])
         seconds += extra["pyright_seconds"]
-    stats.check_balance()
     stats.extra = {
         **environment,
         **sums,
@@ -774,5 +787,4 @@ def _summarize(
         "units": n_units,
         "units_resumed": resumed,
     }
-    stats.dropped_written = True  # finalize wrote the units' drop records
     return stats

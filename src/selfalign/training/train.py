@@ -49,7 +49,7 @@ from ..records import (
     usual_permissions,
     write_json,
 )
-from ..stage import StageStats
+from ..runtime import StageStats
 from .data import CHAT_TEMPLATE, Encoded, collate, encode_example
 
 log = logging.getLogger(__name__)

@@ -1,18 +1,12 @@
-"""What every stage shares: its result summary, sharding arithmetic and progress bars."""
+"""A stage's counts (:class:`StageStats`) and its drop records, their detail strings capped."""
 
 from __future__ import annotations
 
 import os
-import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-from tqdm import tqdm
-
-T = TypeVar("T")
-
+from typing import Any
 
 #: Environment variable holding the cap on a drop record's detail strings (config
 #: ``drops.detail_chars``; the Snakefile sets it for every job).
@@ -106,61 +100,3 @@ class StageStats:
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> StageStats:
         return cls(obj["n_in"], obj["n_out"], Counter(obj["drops"]), dict(obj.get("extra", {})), list(obj.get("dropped", [])))
-
-
-def shard_bounds(n: int, shard: int, num_shards: int) -> tuple[int, int]:
-    """The contiguous ``[start, stop)`` slice of ``n`` items that shard ``shard`` owns.
-
-    Contiguous slices keep input order, so concatenating shard outputs in shard order gives the
-    same bytes as an unsharded run.
-    """
-    if num_shards < 1 or not 0 <= shard < num_shards:
-        raise ValueError(f"shard {shard} out of range for {num_shards} shards")
-    return n * shard // num_shards, n * (shard + 1) // num_shards
-
-
-def _disabled(enabled: bool) -> bool:
-    return not enabled or bool(os.environ.get("SELFALIGN_NO_PROGRESS"))
-
-
-def progress(
-    iterable: Iterable[T], *, desc: str, total: int | None = None, unit: str = "rec", enabled: bool = True
-) -> Iterator[T]:
-    """A tqdm bar on stderr with rate and ETA; quiet when disabled or SELFALIGN_NO_PROGRESS is set."""
-    disable = _disabled(enabled)
-    yield from tqdm(
-        iterable,
-        desc=desc,
-        total=total,
-        unit=unit,
-        file=sys.stderr,
-        disable=disable,
-        mininterval=1.0,
-        dynamic_ncols=True,
-        smoothing=0.1,
-    )
-
-
-def progress_bar(
-    *, desc: str, total: int | None, unit: str = "rec", initial: int = 0, enabled: bool = True
-) -> tqdm:
-    """A manually updated bar (``bar.update(n)``), for work that finishes in chunks."""
-    return tqdm(
-        desc=desc,
-        total=total,
-        unit=unit,
-        initial=initial,
-        file=sys.stderr,
-        disable=_disabled(enabled),
-        mininterval=1.0,
-        dynamic_ncols=True,
-        smoothing=0.1,
-    )
-
-
-def default_workers() -> int:
-    """Cores this process may use (respects affinity masks, e.g. a SLURM allocation)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
