@@ -22,6 +22,7 @@ from selfalign.determinism import cpu_kernel_env  # noqa: E402
 from selfalign.pins import config_pins, octopack_pins  # noqa: E402
 from selfalign.runtime import DETAIL_CAP_ENV  # noqa: E402
 from selfalign.chain import ARTIFACT_STAGES, BY_KEY, IMPORT_STAGES, dropped_path  # noqa: E402
+from selfalign.evaluation.benchmarks import BENCHMARKS, EVALPLUS  # noqa: E402
 
 envvars:
     "PATH",

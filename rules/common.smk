@@ -88,9 +88,11 @@ def gen_settings(stage):
     return json.dumps(settings, sort_keys=True)
 
 
-# Evaluation: where the EvalPlus releases come from, and which release each dataset uses.
+# Evaluation: where the EvalPlus releases come from, and which release each dataset uses. The
+# benchmarks are the registry's (selfalign.evaluation.benchmarks), not a list kept here.
 EVAL = config["evaluation"]
-EVAL_DATASETS = ["humaneval", "mbpp"]
+EVAL_DATASETS = list(EVALPLUS)
+EVAL_DATASET_PATTERN = "|".join(EVAL_DATASETS)
 
 
 def eval_data_params():
@@ -98,7 +100,7 @@ def eval_data_params():
 
 
 def eval_version(dataset):
-    return EVAL[f"{dataset}_version"]
+    return EVAL[BENCHMARKS[dataset].version_param]
 
 
 # Re-scoring the released model: its files are pinned by URL + sha256 in config rescore.

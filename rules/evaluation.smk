@@ -14,7 +14,7 @@ rule eval_generate:
         data=f"{RESULTS}/eval/{{dataset}}.samples.jsonl",
         meta=f"{RESULTS}/eval/{{dataset}}.samples.jsonl.meta.json",
     wildcard_constraints:
-        dataset="humaneval|mbpp",
+        dataset=EVAL_DATASET_PATTERN,
     params:
         settings=json.dumps(
             {
@@ -50,7 +50,7 @@ rule eval_score:
         data=f"{RESULTS}/eval/{{dataset}}.json",
         meta=f"{RESULTS}/eval/{{dataset}}.json.meta.json",
     wildcard_constraints:
-        dataset="humaneval|mbpp",
+        dataset=EVAL_DATASET_PATTERN,
     params:
         version=lambda wc: eval_version(wc.dataset),
         data=eval_data_params(),
@@ -96,7 +96,7 @@ rule rescore_input:
     output:
         "results/rescore/inputs/{dataset}.{part}",
     wildcard_constraints:
-        dataset="humaneval|mbpp",
+        dataset=EVAL_DATASET_PATTERN,
         part="samples|published",
     params:
         pin=lambda wc: rescore_pin(wc.dataset, wc.part),
@@ -118,7 +118,7 @@ rule rescore_dataset:
         data="results/rescore/{dataset}.json",
         meta="results/rescore/{dataset}.json.meta.json",
     wildcard_constraints:
-        dataset="humaneval|mbpp",
+        dataset=EVAL_DATASET_PATTERN,
     params:
         version=lambda wc: eval_version(wc.dataset),
         data=eval_data_params(),

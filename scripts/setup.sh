@@ -39,11 +39,13 @@ fi
 
 # HumanEvalPack's programs (OctoPack) compile and run in the sandbox with Debian's toolchains:
 # Node.js, a JDK, Go with testify, g++ with boost and OpenSSL, rustc with the rand/regex/md5
-# crates (selfalign.octopack.toolchains.DEBIAN_PACKAGES; nodejs only where none is installed).
-OCTOPACK_DEBS="default-jdk-headless golang-go golang-github-stretchr-testify-dev g++ libssl-dev
-    libboost-dev rustc cargo librust-rand-dev librust-regex-dev librust-md5-dev
-    librust-aho-corasick-dev librust-memchr-dev"
-command -v node >/dev/null || OCTOPACK_DEBS="$OCTOPACK_DEBS nodejs npm"
+# crates: every language's packages in the sandbox's language table (run as a plain script: it
+# needs no virtualenv), Node.js only where none is installed.
+if command -v node >/dev/null; then
+    OCTOPACK_DEBS=$("$PYTHON" src/selfalign/sandbox/languages.py debian-packages --without-node)
+else
+    OCTOPACK_DEBS=$("$PYTHON" src/selfalign/sandbox/languages.py debian-packages)
+fi
 # shellcheck disable=SC2086
 if ! dpkg -s $OCTOPACK_DEBS >/dev/null 2>&1; then
     if command -v apt-get >/dev/null; then

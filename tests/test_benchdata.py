@@ -19,10 +19,8 @@ from selfalign.benchdata import (
     EVALPLUS_RELEASES,
     UPSTREAM_ALLOWED_SOLUTIONS,
     DecontamParams,
-    FetchError,
     decontamination_strings,
     describe_sources,
-    fetch_pinned,
     humaneval_docstring,
     load_decontamination,
     load_evalplus,
@@ -30,6 +28,7 @@ from selfalign.benchdata import (
     mbpp_description,
     read_gzip_jsonl,
 )
+from selfalign.fetch import FetchError, fetch_pinned
 from selfalign.records import RecordError, sha256_file
 
 HE_URL, HE_SHA = EVALPLUS_RELEASES[("humaneval", "v0.1.9")]

@@ -12,8 +12,8 @@ import yaml
 from conftest import shared_data
 from workflow_utils import REPO, copy_workflow, run
 
-from selfalign.benchdata import FetchError, fetch_pinned
 from selfalign.config import load_config
+from selfalign.fetch import FetchError, fetch_pinned
 from selfalign.pins import check_pins, config_pins, octopack_pins, rescore_pins
 
 MIRRORS = [str(shared_data() / "evalplus"), str(shared_data() / "upstream"), str(shared_data() / "octopack")]

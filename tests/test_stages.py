@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from conftest import shared_data, stdlib_functions
 
-from selfalign.benchdata import FetchError
+from selfalign.fetch import FetchError
 from selfalign.generation.client import ServerNotReadyError
 from selfalign.generation.prompts import (
     JUDGE_DUMMY_CODE,

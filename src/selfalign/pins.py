@@ -1,7 +1,7 @@
 """Every file a config pins by URL + sha256, and the check that each pin is the file it claims.
 
 A user's clone has no ``../shared``: everything the workflow reads from outside is named in the
-config by URL and sha256 and fetched (mirror, cache, download; :func:`benchdata.fetch_pinned`).
+config by URL and sha256 and fetched (mirror, cache, download; :func:`selfalign.fetch.fetch_pinned`).
 A pin can be wrong in two ways that a download would only reveal on a real machine: the sha256
 is not that of the file at the URL (the URL names another commit, say), or the mirror holds
 another file. :func:`check_pins` catches both offline:
@@ -25,7 +25,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .benchdata import EVALPLUS_RELEASES, FetchError, fetch_pinned, find_in_mirrors
+from .evaluation.benchmarks import EVALPLUS_RELEASES
+from .fetch import FetchError, fetch_pinned, find_in_mirrors
 
 _RAW_GITHUB = re.compile(r"^https://raw\.githubusercontent\.com/([^/]+/[^/]+)/([0-9a-f]{7,40})/(.+)$")
 

@@ -30,6 +30,7 @@ from ..provenance import model_dir_digest
 from ..records import JsonObj
 from ..runtime import StageStats
 from ..serving import ServingSettings, serve
+from .benchmarks import EVALPLUS, benchmark
 from .prompts import EVAL_STOP, completion_code, eval_prompt
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 #: Bump when how samples are built from completions changes: stale resumable parts are dropped.
 EVAL_GENERATE_VERSION = 1
 
-DATASETS = ("humaneval", "mbpp")
+DATASETS = EVALPLUS  # the registry's EvalPlus benchmarks
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,13 @@ class EvalParams:
         return cls(**data)
 
     def version(self, dataset: str) -> str:
+        """The release of ``dataset`` this config asks for (its registry row names the key)."""
         if dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {dataset!r}: expected humaneval or mbpp")
-        return self.humaneval_version if dataset == "humaneval" else self.mbpp_version
+            raise ValueError(f"unknown dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
+        key = benchmark(dataset).version_param
+        if key is None:
+            raise ValueError(f"{dataset}: the registry names no evaluation key for its release")
+        return str(getattr(self, key))
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(
@@ -78,9 +83,8 @@ class EvalParams:
 
 def load_tasks(dataset: str, params: EvalParams) -> list[JsonObj]:
     """The pinned release's tasks, cut to ``params.limit``."""
-    from ..benchdata import load_evalplus
-
-    tasks = load_evalplus(dataset, params.version(dataset), params.mirrors, params.cache_dir)
+    loader = benchmark(dataset).hook("loader")
+    tasks: list[JsonObj] = loader(dataset, params.version(dataset), params.mirrors, params.cache_dir).tasks
     return tasks if params.limit is None else tasks[: params.limit]
 
 

@@ -54,7 +54,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ..benchdata import evalplus_release, fetch_pinned, read_gzip_jsonl
 from ..config import check_params, reject_unknown
 from ..records import (
     JsonObj,
@@ -65,22 +64,20 @@ from ..records import (
 )
 from ..runtime import StageStats, UnitPlan, UnitRun, drive
 from ..sandbox.backends import validate_backend_choice
+from .benchmarks import EVALPLUS, Tasks, benchmark, paper_pass_at_1
+from .metrics import mean_pass_at_k
 
 log = logging.getLogger(__name__)
 
 #: Bump when how verdicts become records changes: stale resumable parts are then dropped.
 SCORE_VERSION = 1
 
-DATASETS = ("humaneval", "mbpp")
-DEFAULT_VERSIONS = {"humaneval": "v0.1.9", "mbpp": "v0.1.0"}
+DATASETS = EVALPLUS  # the registry's EvalPlus benchmarks
 EVALPLUS_VERSION = "0.2.1"
 """The evalplus release whose checker (and rules) we run; another installed version is refused."""
 
-#: pass@1 (percent) published in the StarCoder2-Instruct paper / model card, base and plus.
-PAPER_PASS_AT_1: dict[str, tuple[float, float]] = {
-    "humaneval": (72.6, 63.4),
-    "mbpp": (75.2, 61.2),
-}
+#: pass@1 (percent) published on the StarCoder2-Instruct model card, base and plus (the registry's).
+PAPER_PASS_AT_1: dict[str, tuple[float, float]] = paper_pass_at_1()
 
 MISSING_SAMPLE = "missing sample"
 PARTS = ("base", "plus")
@@ -116,7 +113,7 @@ class ScoreError(RuntimeError):
 
 @dataclass(frozen=True)
 class DataParams:
-    """Where the pinned EvalPlus release is found (see :func:`selfalign.benchdata.fetch_pinned`)."""
+    """Where the pinned EvalPlus release is found (see :func:`selfalign.fetch.fetch_pinned`)."""
 
     mirrors: list[str] = field(default_factory=list)
     cache_dir: str = "~/.cache/selfalign/benchmarks"
@@ -179,29 +176,13 @@ class ScoreParams:
 # -------------------------------------------------------------------------------- reading
 
 
-@dataclass(frozen=True)
-class Tasks:
-    """One pinned EvalPlus release, in dataset order."""
-
-    dataset: str
-    version: str
-    path: Path
-    sha256: str
-    tasks: list[JsonObj]
-
-    @property
-    def ids(self) -> list[str]:
-        return [t["task_id"] for t in self.tasks]
-
-
 def load_tasks(dataset: str, version: str | None, data: DataParams) -> Tasks:
     """Every task of ``dataset`` at ``version`` (default: the release the paper used)."""
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
-    version = version or DEFAULT_VERSIONS[dataset]
-    url, sha256 = evalplus_release(dataset, version)
-    path = fetch_pinned(url, sha256, mirrors=data.mirrors, cache_dir=Path(data.cache_dir).expanduser())
-    return Tasks(dataset, version, path, sha256, read_gzip_jsonl(path))
+    loader = benchmark(dataset).hook("loader")
+    tasks: Tasks = loader(dataset, version, data.mirrors, data.cache_dir)
+    return tasks
 
 
 def read_samples(path: str | os.PathLike[str], tasks: Tasks) -> dict[str, str]:
@@ -251,129 +232,9 @@ def _read_samples_raw(
 
 # ------------------------------------------------------------------------ one task's run
 
-#: What runs in the sandbox, after a first line that sets ``_JOB`` (pickled, base64) and
-#: ``_TAG`` (a per-run marker for the lines the host reads back). The sample itself runs in
-#: evalplus's forked child, with its stdout/stderr swallowed; only this parent prints tagged
-#: lines, after the child is gone, and the host takes the last tagged line of each part.
-_PROGRAM = """
-import copy, json, pickle, sys, time
-_t0 = time.perf_counter()
-_job = pickle.loads(__import__("base64").b64decode(_JOB))
-sys.path.insert(0, _job["site"])
-import multiprocessing.heap as _heap
-_heap.Arena._dir_candidates = []  # no /dev/shm file arenas: anonymous mmap / tmp instead
-from evalplus.eval import untrusted_check
-from evalplus.gen.util import trusted_exec
-
-if _job["call_cap_s"] != 60:
-    # evalplus's cap per call (its EVALPLUS_TIMEOUT_PER_TASK, which 0.2.1 reads as a string and
-    # cannot use): tests lower it to reach the resumption below in seconds instead of minutes.
-    import os as _os
-    import evalplus.eval as _ev_cap
-
-    class _CapOs:  # the real os (reliability_guard's changes included) but for one variable
-        def __getattr__(self, name):
-            return getattr(_os, name)
-
-        def getenv(self, key, default=None):
-            return _job["call_cap_s"] if key == "EVALPLUS_TIMEOUT_PER_TASK" else _os.getenv(key, default)
-
-    _ev_cap.os = _CapOs()
-
-if _job["checker"] == "release":
-    # evalplus 25e195e0's unsafe_execute as the release ran it (see score.CHECKERS): its special
-    # oracles, set equality for MBPP_OUTPUT_SET_EQ_TASKS, and an exact comparison otherwise.
-    # untrusted_check looks unsafe_execute up in its module when it forks, so this replaces it.
-    import evalplus.eval as _ev
-    from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS, _poly
-    from evalplus.eval.utils import create_tempdir, reliability_guard, swallow_io, time_limit
-
-    def _release_execute(dataset, entry_point, code, inputs, expected, time_limits, atol,
-                         fast_check, stat, details, progress):
-        with create_tempdir():
-            import os, shutil
-            rmtree, rmdir, chdir = shutil.rmtree, os.rmdir, os.chdir
-            reliability_guard(maximum_memory_bytes=4 * 1024 * 1024 * 1024)
-            exec_globals = {}
-            try:
-                with swallow_io():
-                    exec(code, exec_globals)
-                    fn = exec_globals[entry_point]
-                for i, inp in enumerate(inputs):
-                    try:
-                        with time_limit(time_limits[i]):
-                            with swallow_io():
-                                out = fn(*inp)
-                        exp = expected[i]
-                        exact_match = out == exp
-                        if dataset == "mbpp":
-                            if entry_point == "are_equivalent":
-                                exact_match = True
-                            elif entry_point == "sum_div":
-                                exact_match = exact_match or out == 0
-                            elif entry_point in _job["set_eq_tasks"]:
-                                exact_match = set(out) == set(exp)
-                            elif entry_point in MBPP_OUTPUT_NOT_NONE_TASKS:
-                                exact_match = out == exp if isinstance(out, bool) else exp == (out is not None)
-                        if dataset == "humaneval" and entry_point == "find_zero":
-                            assert _poly(*inp, out) <= atol
-                        # the release's np.testing.assert_allclose raised: only exact passes
-                        assert exact_match
-                    except BaseException:
-                        if fast_check:
-                            raise
-                        details[i] = False
-                        progress.value += 1
-                        continue
-                    details[i] = True
-                    progress.value += 1
-                stat.value = _ev._SUCCESS
-            except BaseException:
-                stat.value = _ev._FAILED
-            shutil.rmtree, os.rmdir, os.chdir = rmtree, rmdir, chdir
-
-    _ev.unsafe_execute = _release_execute
-
-for _part in ("base", "plus"):
-    _inputs = _job[_part + "_input"]
-    _t_part = time.perf_counter()
-    try:
-        # A copy: a reference that mutates its arguments (Mbpp/635's heapify) must not change
-        # the inputs the sample then gets (evalplus loads its ground truth from a cache instead).
-        _expected, _ref_time = trusted_exec(
-            _job["reference"], copy.deepcopy(_inputs), _job["entry_point"],
-            record_time=True, output_not_none=_job["output_not_none"],
-        )
-    except BaseException as _exc:
-        print(_TAG + json.dumps({"part": _part, "error": "ground truth: %s: %s"
-                                  % (type(_exc).__name__, str(_exc)[:200])}), flush=True)
-        raise SystemExit(3)
-    # evalplus caps one call at min(60 s, sum of the inputs' limits) + 1 s: an absolute cap that
-    # a slow or loaded machine hits although every input stays within its own limit (Mbpp/599).
-    # A call the cap stops ("timeout") after passing some inputs goes on from the first
-    # unfinished one in a new call, so only the per-input limits decide; a call that finishes no
-    # input is a timeout. A part within the cap is one call, exactly as in evalplus.
-    _t_check, _calls, _start = time.perf_counter(), 0, 0
-    while True:
-        _calls += 1
-        _status, _details = untrusted_check(
-            _job["dataset"], _job["solution"], _inputs[_start:], _job["entry_point"],
-            expected=_expected[_start:], atol=_job["atol"], ref_time=_ref_time[_start:],
-            fast_check=True, min_time_limit=_job["min_time_limit"],
-            gt_time_limit_factor=_job["gt_time_limit_factor"],
-        )
-        _done = _start + len(_details)
-        if _status != "timeout" or not len(_details) or _done >= len(_inputs):
-            break
-        _start = _done
-    _t_end = time.perf_counter()
-    # where the time went (the sidecar's timing.phases): this part's start, its ground truth's
-    # run, its checks (evalplus's fork per call, shared memory, the sample's run) and the end
-    print(_TAG + json.dumps({"part": _part, "status": _status, "n_details": _done,
-                             "gt_seconds": sum(_ref_time), "started": _t_part - _t0,
-                             "gt_wall": _t_check - _t_part, "check_wall": _t_end - _t_check,
-                             "calls": _calls, "elapsed": _t_end - _t0}), flush=True)
-"""
+#: What runs in the sandbox: :mod:`selfalign.evaluation.evalplus_job`'s source, a real module
+#: (linted and type-checked like the rest), followed by its ``run(<job>, <tag>)`` call.
+_PROGRAM = (Path(__file__).with_name("evalplus_job.py")).read_text(encoding="utf-8")
 
 
 def evalplus_site() -> str:
@@ -416,7 +277,8 @@ def _fail_tests(dataset: str, task_id: str, inputs: list[Any], status: str, n_de
 
 
 def build_job(dataset: str, task: JsonObj, solution: str, params: ScoreParams, site: str) -> str:
-    """The program scoring ``solution`` on ``task`` in the sandbox; see ``_PROGRAM``."""
+    """The program scoring ``solution`` on ``task`` in the sandbox (:mod:`.evalplus_job`), with
+    ``{tag!r}`` where the per-run tag goes."""
     from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS
 
     job = {
@@ -436,7 +298,7 @@ def build_job(dataset: str, task: JsonObj, solution: str, params: ScoreParams, s
         "set_eq_tasks": list(MBPP_OUTPUT_SET_EQ_TASKS),
     }
     blob = base64.b64encode(pickle.dumps(job, protocol=4)).decode("ascii")
-    return f"_JOB = {blob!r}\n_TAG = {{tag!r}}\n" + _PROGRAM
+    return _PROGRAM + f"\nrun({blob!r}, {{tag!r}})\n"
 
 
 @dataclass
@@ -522,7 +384,7 @@ def score_task(sandbox: Any, dataset: str, task: JsonObj, solution: str | None, 
 # ------------------------------------------------------------------------------ the stage
 
 
-#: What every task's program imports (see ``_PROGRAM``), preloaded by the scoring runner.
+#: What every task's program imports (see :mod:`.evalplus_job`), preloaded by the scoring runner.
 SCORER_PRELOAD: tuple[str, ...] = (
     "traceback", "typing", "base64", "copy", "json", "pickle", "multiprocessing.heap", "numpy",
     "evalplus.eval", "evalplus.eval.utils", "evalplus.eval._special_oracle", "evalplus.gen.util",
@@ -628,7 +490,8 @@ class _Scoring:
 
 
 def _pass_at_1(passed: int, n: int) -> float:
-    return round(passed / n, 6) if n else 0.0
+    """Greedy pass@1 over ``n`` tasks (one sample each) of which ``passed`` passed."""
+    return round(mean_pass_at_k([(1, 1)] * passed + [(1, 0)] * (n - passed), 1), 6)
 
 
 def summarize(records: Sequence[JsonObj]) -> tuple[int, int]:

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from ..benchdata import fetch_pinned
 from ..chain import SAMPLE_DROP_PREFIX
 from ..config import check_choice, reject_unknown
+from ..fetch import fetch_pinned
 from ..records import JsonObj, RecordError, count_lines, iter_jsonl, sha256_file
 from ..runtime import StageStats, drop_record, interleave_drops, shard_bounds
 from ..serving import ModelSpec, ServingParams, ServingSettings, serve

@@ -34,11 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from ..prompt_template import SC2_INSTRUCT_PROMPT
+from ..sandbox.languages import LANGUAGES as SANDBOX_LANGUAGES
 
-LANGUAGES = ("python", "js", "java", "go", "cpp", "rust")
-LANGUAGE_NAME = {
-    "python": "Python", "cpp": "C++", "js": "JavaScript", "java": "Java", "go": "Go", "rust": "Rust",
-}  # fmt: skip
+LANGUAGES = tuple(SANDBOX_LANGUAGES)  # HumanEvalPack's six, as the sandbox's language table lists them
+LANGUAGE_NAME = {key: lang.name for key, lang in SANDBOX_LANGUAGES.items()}
 TASKS = ("synthesize", "fixtests", "fixdocs", "explaindescribe", "explainsynthesize")
 """HumanEvalPack task kinds, named as the harness's task names are (``humaneval<kind>-<lang>``)."""
 FORMATS = ("octocoder", "instruct", "sc2-instruct")
@@ -54,9 +53,8 @@ STOP_WORDS: dict[str, tuple[str, ...]] = {
 """The harness's ``LANGUAGE_TO_STOP_WORDS`` (from CodeGeeX); ``<|endoftext|>`` is added to all."""
 END_OF_TEXT = "<|endoftext|>"
 
-TIMEOUT_S = {"python": 10.0, "cpp": 60.0, "js": 10.0, "java": 35.0, "go": 20.0, "rust": 300.0}
-"""Per program, compile and run together. The harness's ``LANGUAGE_TO_TIMEOUT``, except Java:
-its 10 s for the run plus up to five 5-s ``javac`` tries."""
+TIMEOUT_S = {key: lang.timeout_s for key, lang in SANDBOX_LANGUAGES.items()}
+"""Per program, compile and run together (see :data:`selfalign.sandbox.languages.LANGUAGES`)."""
 
 PYTHON_IMPORTS = (
     "import math", "import re", "import sys", "import copy", "import datetime",

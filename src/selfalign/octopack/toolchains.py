@@ -13,7 +13,7 @@ built here, offline, into one directory the sandbox mounts read-only:
 * ``rust/deps``: the rlibs of rand, regex and md5 (and their dependencies), built by ``cargo
   --offline`` from Debian's crate registry (``/usr/share/cargo/registry``) with Debian's rustc,
   the compiler the sandbox runs (an rlib only links with the rustc that built it).
-* ``node/node_modules``: js-md5 from the npm registry by ``envs/octopack-node/package-lock.json``
+* ``node/node_modules``: js-md5 from the npm registry by ``selfalign/data/octopack-node/package-lock.json``
   (Debian has no js-md5); the only step that needs a network.
 
 ``toolchains.json`` in the directory records each tool's real path (inside the sandbox only
@@ -35,27 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..sandbox.languages import debian_packages
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "toolchains.json"
 SYSTEM_PATH = "/usr/bin:/bin"
-DEBIAN_PACKAGES = (
-    "nodejs",
-    "default-jdk-headless",
-    "golang-go",
-    "golang-github-stretchr-testify-dev",
-    "g++",
-    "libssl-dev",
-    "libboost-dev",
-    "rustc",
-    "cargo",
-    "librust-rand-dev",
-    "librust-regex-dev",
-    "librust-md5-dev",
-    "librust-aho-corasick-dev",
-    "librust-memchr-dev",
-)
-"""What ``scripts/setup.sh`` installs with apt (the sandbox image pins the same)."""
+DEBIAN_PACKAGES = debian_packages()
+"""What ``scripts/setup.sh`` installs with apt: every sandbox language's (:mod:`selfalign.sandbox.languages`)."""
 
 TOOLS = {
     "node": ("node", "nodejs"),
@@ -86,7 +73,8 @@ GO_WARM_IMPORTS = (
 RUST_CRATES = {"rand": "0.8", "regex": "1", "md5": "0.7"}
 """The crates HumanEvalPack's Rust declarations ``use``; versions are Debian bookworm's."""
 CARGO_REGISTRY = Path("/usr/share/cargo/registry")
-NODE_LOCK_DIR = Path(__file__).resolve().parents[3] / "envs" / "octopack-node"
+#: package data, so a non-editable install finds it too
+NODE_LOCK_DIR = Path(__file__).resolve().parent.parent / "data" / "octopack-node"
 
 
 class ToolchainError(RuntimeError):

@@ -1,0 +1,23 @@
+"""pass@k, the one estimator every benchmark's score uses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from math import comb
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased pass@k estimator of Chen et al. 2021 ("Evaluating Large Language Models
+    Trained on Code", eq. 1) for one task: ``1 - C(n-c, k) / C(n, k)``, with ``n`` samples of
+    which ``c`` passed. ``k`` may not exceed ``n`` (the estimate would be undefined)."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n (n={n}, c={c}, k={k})")
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def mean_pass_at_k(results: Iterable[tuple[int, int]], k: int) -> float:
+    """pass@k over a benchmark: the mean over its tasks' ``(n, c)``; 0 for no tasks."""
+    values = [pass_at_k(n, c, k) for n, c in results]
+    return sum(values) / len(values) if values else 0.0
