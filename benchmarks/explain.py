@@ -2,7 +2,7 @@
 
 Writes a synthetic results directory with every stage of the chain (small records, the real
 file layout, real sidecars and drop files), builds each stage's index as the stages do
-(selfalign.explain.build_index), then times queries. Baseline, measured in the same run: the
+(selfalign.audit.explain.build_index), then times queries. Baseline, measured in the same run: the
 same question answered by scanning every artifact and drop file for the id (what explain would
 have to do without the indexes).
 
@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from selfalign import chain  # noqa: E402
-from selfalign.explain import build_index, explain, index_path  # noqa: E402
+from selfalign.audit.explain import build_index, explain, index_path  # noqa: E402
 from selfalign.provenance import write_sidecar  # noqa: E402
 from selfalign.records import dumps, sha256_file  # noqa: E402
 

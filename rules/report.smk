@@ -1,4 +1,4 @@
-# The run's reproducibility report, read from every artifact's sidecar (see selfalign.report):
+# The run's reproducibility report, read from every artifact's sidecar (see selfalign.audit.report):
 #
 #   report/index.html    one self-contained page: the funnel (plot and table, beside the paper's
 #                        figures), the eval table beside the paper's pass@1, every artifact's

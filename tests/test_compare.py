@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from selfalign.audit.compare import Source, compare
 from selfalign.cli import main
-from selfalign.compare import Source, compare
 
 GOLDEN = Path(__file__).parent / "data" / "release" / "curation"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from selfalign import chain
+from selfalign.audit.explain import ExplainError, explain, index_path, render
 from selfalign.cli import main
-from selfalign.explain import ExplainError, explain, index_path, render
 from selfalign.records import write_jsonl
 from selfalign.runtime import StageStats, finish
 
@@ -114,7 +114,7 @@ def test_the_cli_prints_the_path_and_json(run: Path, capsys: pytest.CaptureFixtu
 
 
 def test_the_report_shows_each_stages_first_records_and_one_drop_per_reason(run: Path) -> None:
-    from selfalign.report import build_examples, loss_svg
+    from selfalign.audit.report import build_examples, loss_svg
 
     examples = {e["stage"]: e for e in build_examples(run)}
     quality = examples["quality"]

@@ -16,11 +16,11 @@ import pytest
 from conftest import shared_data
 from workflow_utils import RELEASE_CURATION, REPO
 
+from selfalign.audit.report import build_funnel
 from selfalign.config import ConfigError, load_config
 from selfalign.mix import MixError, MixSource, chosen_indices, load_source, parse_sources, to_pair
 from selfalign.pins import octopack_pins
 from selfalign.provenance import write_sidecar
-from selfalign.report import build_funnel
 
 OASST = shared_data() / "octopack" / "oasst-octopack.jsonl.gz"
 

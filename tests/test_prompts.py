@@ -19,27 +19,29 @@ from typing import Any
 import pytest
 
 from selfalign.generation import prompts
-from selfalign.generation.prompts import (
+from selfalign.generation.judge import (
     JUDGE_SHOTS,
-    UPSTREAM_FEWSHOT_SHA256,
     DocstringError,
+    UpstreamJudgeOrder,
+    extract_docstring,
+    judge_order,
+    judge_prompt,
+    parse_judge,
+)
+from selfalign.generation.prompts import (
+    UPSTREAM_FEWSHOT_SHA256,
     Fewshot,
     FewshotFormatError,
     GenerationParams,
     ParseError,
-    UpstreamJudgeOrder,
     concepts_prompt,
-    extract_docstring,
     instruction_prompt,
-    judge_order,
-    judge_prompt,
     load_fewshot,
     load_tiny_fewshot,
     parse_completion,
     parse_concepts,
     parse_fewshot,
     parse_instruction,
-    parse_judge,
     parse_response,
     response_prompt,
     tiny_fewshot_text,

@@ -82,8 +82,8 @@ def test_sft_is_the_release_smart_pass(
 
 def test_the_corrected_overlay_differs_from_the_release(golden: Path, tmp_path: Path) -> None:
     """The opt-in overlays change the curation (so the goldens really pin the release's)."""
-    enhance = yaml.safe_load((CONFIG.parent / "profiles" / "enhance" / "recipe.yaml").read_text())
-    overlay = yaml.safe_load((CONFIG.parent / "profiles" / "corrected" / "recipe.yaml").read_text())
+    enhance = yaml.safe_load((CONFIG.parent / "recipes" / "enhance.yaml").read_text())
+    overlay = yaml.safe_load((CONFIG.parent / "recipes" / "corrected.yaml").read_text())
     clean = CleanParams.from_dict({**paper_curation()["clean"], **enhance["curation"]["clean"]})
     run_clean(golden / "sanitized.jsonl", tmp_path / "c.jsonl", clean, show_progress=False)
     assert triples(tmp_path / "c.jsonl") != triples(golden / "cleaned.jsonl")

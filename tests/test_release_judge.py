@@ -11,7 +11,7 @@ import gzip
 import json
 from pathlib import Path
 
-from selfalign.generation.prompts import (
+from selfalign.generation.judge import (
     JUDGE_DUMMY_CODE,
     UpstreamJudgeOrder,
     judge_prompt,

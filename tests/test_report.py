@@ -1,4 +1,4 @@
-"""The run report (selfalign.report, `selfalign report`, rules/report.smk) on small synthetic runs:
+"""The run report (selfalign.audit.report, `selfalign report`, rules/report.smk) on small synthetic runs:
 artifacts written by the project's own sidecar writer, counts chosen by hand."""
 
 from __future__ import annotations
@@ -12,11 +12,7 @@ from typing import Any
 import pytest
 from workflow_utils import copy_workflow, run
 
-from selfalign.cli import main
-from selfalign.evaluation.score import PAPER_PASS_AT_1, write_table
-from selfalign.provenance import sidecar_path, write_sidecar
-from selfalign.records import sha256_file
-from selfalign.report import (
+from selfalign.audit.report import (
     BEYOND_LIMIT,
     FUNNEL_STAGES,
     ReportError,
@@ -26,6 +22,10 @@ from selfalign.report import (
     load_sidecar,
     write_report,
 )
+from selfalign.cli import main
+from selfalign.evaluation.score import PAPER_PASS_AT_1, write_table
+from selfalign.provenance import sidecar_path, write_sidecar
+from selfalign.records import sha256_file
 
 RUN = "results/demo"
 
@@ -376,7 +376,7 @@ def test_tiny_dry_run_ends_in_the_report(tmp_path: Path) -> None:
 
 
 def test_the_page_shows_the_runs_verdict_against_its_lock(demo: Path) -> None:
-    from selfalign.verify import make_lock, verify
+    from selfalign.audit.verify import make_lock, verify
 
     results = demo / RUN
     lock = make_lock(results)

@@ -27,11 +27,10 @@ from conftest import shared_data, stdlib_functions
 
 from selfalign.fetch import FetchError
 from selfalign.generation.client import ServerNotReadyError
+from selfalign.generation.judge import JUDGE_DUMMY_CODE, judge_prompt
 from selfalign.generation.prompts import (
-    JUDGE_DUMMY_CODE,
     concepts_prompt,
     instruction_prompt,
-    judge_prompt,
     load_tiny_fewshot,
     response_prompt,
 )

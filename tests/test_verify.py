@@ -10,9 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from selfalign.audit.verify import (
+    VerifyError,
+    chain_order,
+    load_lock,
+    make_lock,
+    scan,
+    summary,
+    verify,
+)
 from selfalign.determinism import MODE_ENV, PORTABLE_CPU_ENV, cpu_kernel_env, fixed_blas_library
 from selfalign.provenance import write_sidecar
-from selfalign.verify import VerifyError, chain_order, load_lock, make_lock, scan, summary, verify
 
 
 def _run(root: Path) -> Path:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "profiles", "report", "src/selfalign/schemas",
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "profiles", "recipes", "report", "src/selfalign/schemas",
                   "tests/expected")
 
 

@@ -31,7 +31,7 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
-from .config import reject_unknown
+from .config import check_params
 from .evaluation.benchmarks import EVALPLUS_RELEASES
 from .fetch import fetch_pinned, url_basename
 from .records import JsonObj, read_jsonl, sha256_file
@@ -183,7 +183,7 @@ class DecontamParams:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DecontamParams:
-        reject_unknown(cls, data, "decontamination")
+        check_params(cls, data, "seeds.filter.decontamination")  # types and forms: the schema's
         return cls(**data)
 
 

@@ -279,7 +279,8 @@ def cmd_curate_sft(args: argparse.Namespace) -> None:
 
 def cmd_model_texts(args: argparse.Namespace) -> None:
     """Write the text files the tiny model learns prompt layouts from."""
-    from .generation.prompts import judge_shots_text, tiny_fewshot_text
+    from .generation.judge import judge_shots_text
+    from .generation.prompts import tiny_fewshot_text
     from .records import atomic_writer
 
     out = Path(args.out_dir)
@@ -409,7 +410,7 @@ def cmd_eval_generate(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     """The run's results page, report.json and funnel plot, read from its artifacts' sidecars."""
-    from .report import build_report, write_report
+    from .audit.report import build_report, write_report
 
     started = time.time()
     config = parse_params(args.config)
@@ -482,7 +483,7 @@ def cmd_octopack_self_check(args: argparse.Namespace) -> None:
 
 
 def cmd_lock(args: argparse.Namespace) -> None:
-    from .verify import make_lock
+    from .audit.verify import make_lock
 
     lock = make_lock(args.run, args.run_name)
     write_json(args.out, lock)
@@ -490,7 +491,7 @@ def cmd_lock(args: argparse.Namespace) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
-    from .verify import load_lock, summary, verify
+    from .audit.verify import load_lock, summary, verify
 
     report = verify(args.run, load_lock(args.lock))
     if args.out:
@@ -501,7 +502,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from .explain import explain, reindex, render
+    from .audit.explain import explain, reindex, render
 
     results = Path(args.results) if args.results else Path("results") / args.run
     if args.reindex:
@@ -521,7 +522,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from .compare import Source, compare, summary
+    from .audit.compare import Source, compare, summary
 
     if (args.published_dataset is None) == (args.published_file is None):
         raise ValueError("name exactly one of --published-dataset or --published-file")

@@ -194,6 +194,8 @@ def _bound_message(section: str, error: jsonschema.ValidationError) -> str:
     where = _key([section, *error.absolute_path])
     got = json.dumps(error.instance, default=str)[:80]
     rule, expected = error.validator, error.validator_value
+    if error.schema.get("x-expected") and rule in ("type", "minimum", "exclusiveMinimum", "maximum"):
+        return f"{where} must be {error.schema['x-expected']}, got {got}"
     if rule in ("oneOf", "anyOf"):
         words = [_TYPE_WORDS.get(str(b.get("type")), str(b.get("type"))) for b in expected if "type" in b]
         return f"{where} must be {' or '.join(words) or 'valid'}, got {got}"

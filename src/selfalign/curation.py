@@ -33,7 +33,7 @@ release's own scripts on ``tests/data/release/``):
 
 Later upstream code (the ``enhance`` branch's ``sanitize_data.py``, 14f4294 and after) and our
 corrections change these steps; each is a switch here, off in ``config.yaml`` and on in an opt-in
-overlay, ``profiles/enhance/recipe.yaml`` (the first and third) or ``profiles/corrected/recipe.yaml``
+overlay, ``recipes/enhance.yaml`` (the first and third) or ``recipes/corrected.yaml``
 (the second and fourth; README, "Deviations from the release"):
 
 - ``curation.clean.shuffle: numpy`` with ``seed: 6666`` (``datasets.Dataset.shuffle``'s order),

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import chain
-from .config import reject_unknown
+from .config import check_params, reject_unknown
 from .records import JsonObj, RecordError, atomic_writer, dumps, iter_jsonl
 from .runtime import StageStats, progress
 
@@ -91,6 +91,7 @@ class ImportSpec:
             raise ValueError(f"start_from.stage must be one of {', '.join(IMPORT_STAGES)}, got {spec.stage!r}")
         if spec.shape not in ("selfalign", "release"):
             raise ValueError(f"start_from.shape must be 'selfalign' or 'release', got {spec.shape!r}")
+        check_params(cls, data, "start_from")  # the rest of the schema, after the words above
         return spec
 
     @property

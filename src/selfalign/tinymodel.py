@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .config import reject_unknown
+from .config import check_params
 from .records import (
     RecordError,
     fingerprint,
@@ -162,36 +162,8 @@ class TinyModelParams:
     checkpoint_every: int = 25
 
     def __post_init__(self) -> None:
-        positive = (
-            "vocab_size",
-            "hidden_size",
-            "num_layers",
-            "num_heads",
-            "num_kv_heads",
-            "intermediate_size",
-            "max_position_embeddings",
-            "seq_len",
-            "batch_size",
-            "text_repeat",
-            "threads",
-            "checkpoint_every",
-        )
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"tinymodel.{name} must be a positive integer, got {value!r}")
-        for name in ("steps", "warmup", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"tinymodel.{name} must be an integer >= 0, got {value!r}")
-        for name in ("epochs", "lr", "min_lr_ratio", "weight_decay", "grad_clip", "rope_theta"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"tinymodel.{name} must be a number >= 0, got {value!r}")
-        if self.lr <= 0 or self.rope_theta <= 0:
-            raise ValueError("tinymodel.lr and tinymodel.rope_theta must be > 0")
-        if self.min_lr_ratio > 1:
-            raise ValueError(f"tinymodel.min_lr_ratio must be <= 1, got {self.min_lr_ratio}")
+        """The rules between fields (each field's type and bounds are the config schema's,
+        checked by :meth:`from_dict`)."""
         if (self.steps > 0) == (self.epochs > 0):
             raise ValueError(
                 "tinymodel: give exactly one of steps > 0 or epochs > 0 "
@@ -211,18 +183,11 @@ class TinyModelParams:
             raise ValueError("tinymodel.num_heads must be a multiple of num_kv_heads")
         if self.seq_len > self.max_position_embeddings:
             raise ValueError("tinymodel.seq_len must be <= max_position_embeddings")
-        window = self.sliding_window
-        if window is not None and (
-            isinstance(window, bool) or not isinstance(window, int) or window < 1
-        ):
-            raise ValueError(
-                f"tinymodel.sliding_window must be a positive integer or null, got {window!r}"
-            )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TinyModelParams:
         """Build from a config section, refusing unknown keys so a typo is not silently ignored."""
-        reject_unknown(cls, data, "tinymodel")
+        check_params(cls, data, "tinymodel")  # types and bounds: the schema's
         return cls(**dict(data))
 
     def to_dict(self) -> dict[str, Any]:

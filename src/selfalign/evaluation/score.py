@@ -54,7 +54,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ..config import check_params, reject_unknown
+from ..config import check_params
 from ..records import (
     JsonObj,
     RecordError,
@@ -120,7 +120,7 @@ class DataParams:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DataParams:
-        reject_unknown(cls, data, "data")
+        check_params(cls, data, "evaluation")  # the evaluation section's mirrors and cache_dir
         made = cls(**dict(data))
         if not isinstance(made.mirrors, list) or not all(isinstance(m, str) for m in made.mirrors):
             raise ValueError("data.mirrors must be a list of directory paths")

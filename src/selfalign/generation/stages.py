@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from ..chain import SAMPLE_DROP_PREFIX
-from ..config import check_choice, reject_unknown
+from ..config import check_choice, check_params
 from ..fetch import fetch_pinned
 from ..records import JsonObj, RecordError, count_lines, iter_jsonl, sha256_file
 from ..runtime import StageStats, drop_record, interleave_drops, shard_bounds
@@ -48,10 +48,14 @@ from .client import (
     SamplingParams,
     run_generation,
 )
-from .prompts import (
+from .judge import (
     JUDGE_DUMMY_CODE,
     JUDGE_MAX_PROMPT_TOKENS,
     DocstringError,
+    judge_prompt,
+    parse_judge,
+)
+from .prompts import (
     Fewshot,
     GenerationParams,
     ModeParams,
@@ -59,13 +63,11 @@ from .prompts import (
     PromptRequest,
     concepts_prompt,
     instruction_prompt,
-    judge_prompt,
     language_of,
     load_fewshot,
     load_tiny_fewshot,
     parse_concepts,
     parse_instruction,
-    parse_judge,
     parse_response,
     response_prompt,
 )
@@ -112,7 +114,7 @@ class FewshotSource:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FewshotSource:
-        reject_unknown(cls, data, "generation.fewshot")
+        check_params(cls, data, "generation.fewshot")  # types, choices, the sha256's form: the schema's
         values = dict(data)
         values["mirrors"] = tuple(values.get("mirrors") or ())
         made = cls(**values)

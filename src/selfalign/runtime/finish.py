@@ -53,7 +53,7 @@ def finish(
     log.info("%s: %s in, %s out, drops %s -> %s", stage, stats.n_in, stats.n_out, dict(stats.drops), artifact)
     log.debug("sidecar %s", path)
     if "shard" not in (extra or {}):
-        from ..explain import build_index
+        from ..audit.explain import build_index
 
         build_index(artifact)  # a no-op for an artifact that is not one of the chain's
     return path

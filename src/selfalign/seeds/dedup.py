@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
-from ..config import reject_unknown
+from ..config import check_params
 from ..records import (
     JsonObj,
     atomic_writer,
@@ -49,7 +49,7 @@ class DedupParams:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DedupParams:
-        reject_unknown(cls, data, "dedup")
+        check_params(cls, data, "seeds.dedup")  # types and bounds: the schema's
         return cls(**data)
 
 

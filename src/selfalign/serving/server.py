@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from ..config import reject_unknown
+from ..config import check_params
 from .launch import ServerProcess, free_port, vllm_command
 
 if TYPE_CHECKING:  # generation.client imports serving.launch: import it only when called
@@ -69,12 +69,12 @@ class ServingParams:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ServingParams:
-        reject_unknown(cls, data, "serving")
+        check_params(cls, data, "serving")  # types, choices, the endpoint's form: the schema's
         values = dict(data)
         vllm = dict(values.pop("vllm", None) or {})
-        reject_unknown(VllmParams, vllm, "serving.vllm")
+        check_params(VllmParams, vllm, "serving.vllm")
         cpu = dict(values.pop("cpu", None) or {})
-        reject_unknown(CpuServerParams, cpu, "serving.cpu")
+        check_params(CpuServerParams, cpu, "serving.cpu")
         made = cls(
             **values,
             vllm=VllmParams(tuple(vllm.get("launcher") or ()), tuple(vllm.get("args") or ()),

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .records import JsonObj, RecordError, iter_jsonl
+from ..records import JsonObj, RecordError, iter_jsonl
 
 #: Keys compared with all whitespace removed, as the release's ``mk_key`` did.
 WHITESPACE_FREE = ("instruction", "response")

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import chain
-from .chain import SAMPLE_DROP_PREFIX, Stage, dropped_path, root_id
-from .provenance import sidecar_path
-from .records import JsonObj
+from .. import chain
+from ..chain import SAMPLE_DROP_PREFIX, Stage, dropped_path, root_id
+from ..provenance import sidecar_path
+from ..records import JsonObj
 
 INDEX_SUFFIX = ".index.sqlite"
 INDEX_VERSION = 2

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .provenance import SIDECAR_SUFFIX, directory_files, manifest_digest
-from .records import JsonObj, sha256_file
+from ..provenance import SIDECAR_SUFFIX, directory_files, manifest_digest
+from ..records import JsonObj, sha256_file
 
 LOCK_VERSION = 2
 
