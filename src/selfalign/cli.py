@@ -18,11 +18,11 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .chain import COMMAND_STAGES, Stage
 from .config import ConfigError, load_config, parse_params
 from .provenance import sidecar_path
 from .records import RecordError, atomic_writer, write_json
@@ -92,40 +92,10 @@ def cmd_dedup(args: argparse.Namespace) -> None:
     )
 
 
-@dataclass(frozen=True)
-class RecordStage:
-    """One row of the stage table: a stage that reads one JSONL (``--input``) and writes one
-    (``--out``), with its sidecar and drop file. Its command is built from the row."""
-
-    command: tuple[str, ...]  # the words after `selfalign`, e.g. ("seeds", "quality")
-    help: str
-    sidecar_stage: str  # what its sidecar's ``stage`` says (selfalign.chain.Stage.sidecar_stage)
-    run: str  # "module:function", called as run(input, out[, params], **options) -> StageStats
-    params: str | None = None  # "module:Class" (from_dict) of its --params; None: it takes none
-    shards: bool = False  # --shard / --num-shards, passed on as shard= / num_shards=
-    workers: bool = False  # --workers, passed on as workers=
-    input_help: str = "the JSONL the stage reads (the artifact of the stage before it)"
-    sidecar_extra: tuple[tuple[str, Any], ...] = ()  # constant facts for its sidecar
-
-
-#: The record stages whose commands are built from this table (the others need arguments of
-#: their own: extraction, the k-way merge, dedup's duplicates file, the generation server, the
-#: SFT set's parquet/card/report, training, evaluation).
-RECORD_STAGES: tuple[RecordStage, ...] = (
-    RecordStage(("seeds", "quality"), "return-value check, autoimport, Pyright", "seeds.quality",
-                "selfalign.seeds.quality:run_quality", "selfalign.seeds.quality:QualityParams",
-                shards=True, workers=True),
-    RecordStage(("seeds", "filter"), "heuristic filters and benchmark decontamination", "seeds.filter",
-                "selfalign.seeds.filter:run_filter", "selfalign.seeds.filter:FilterParams", shards=True),
-    RecordStage(("execute",), "run each response's code and tests in the sandbox; keep passing samples",
-                "execute", "selfalign.execution:run_execution", "selfalign.execution:ExecutionParams",
-                shards=True, input_help="responses.jsonl (or upstream I->R records)",
-                sidecar_extra=(("counted", "samples"),)),
-    RecordStage(("curate", "sanitize"), "upstream's response-format checks (raw mode)", "sanitize",
-                "selfalign.curation:run_sanitize", input_help="executed.jsonl"),
-    RecordStage(("curate", "clean"), "seeded shuffle, exact dedup, function-name diversity", "clean",
-                "selfalign.curation:run_clean", "selfalign.curation:CleanParams", input_help="sanitized.jsonl"),
-)
+#: The record stages whose commands are built from their chain row's :class:`~selfalign.chain.Command`
+#: (the others need arguments of their own: extraction, the k-way merge, dedup's duplicates file,
+#: the generation server, the SFT set's parquet/card/report, training, evaluation).
+RECORD_STAGES: tuple[Stage, ...] = COMMAND_STAGES
 
 
 def _load(target: str) -> Any:
@@ -134,8 +104,11 @@ def _load(target: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def run_record_stage(spec: RecordStage, args: argparse.Namespace) -> None:
-    """Run one table stage as its command line asks, then write its sidecar and drop file."""
+def run_record_stage(stage: Stage, args: argparse.Namespace) -> None:
+    """Run one record stage as its command line asks, then write its sidecar and drop file."""
+    spec = stage.command
+    if spec is None:
+        raise ValueError(f"stage {stage.key!r} has no command of the table's kind")
     started = time.time()
     params = parse_params(args.params) if spec.params is not None else {}
     positional: list[Any] = [args.input, args.out]
@@ -150,8 +123,8 @@ def run_record_stage(spec: RecordStage, args: argparse.Namespace) -> None:
         options["workers"] = args.workers
     extra.update(spec.sidecar_extra)
     stats = _load(spec.run)(*positional, **options)
-    finish(Path(args.out), stats, stage=spec.sidecar_stage, inputs=[args.input], params=params,
-            started=started, extra=extra or None, drop_file=True)
+    finish(Path(args.out), stats, stage=stage.sidecar_stage, inputs=[args.input], params=params,
+           started=started, extra=extra or None, drop_file=True)
 
 
 def cmd_import(args: argparse.Namespace) -> None:
@@ -776,12 +749,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_curate_sft)
 
     groups = {(): sub, ("seeds",): seeds_sub, ("curate",): cur_sub}
-    for spec in RECORD_STAGES:
-        p = groups[spec.command[:-1]].add_parser(spec.command[-1], help=spec.help)
-        p.add_argument("--input", required=True, help=spec.input_help)
+    for row in RECORD_STAGES:
+        command = row.command
+        assert command is not None  # COMMAND_STAGES holds the stages with one
+        p = groups[command.words[:-1]].add_parser(command.words[-1], help=command.help)
+        p.add_argument("--input", required=True, help=command.input_help)
         p.add_argument("--out", required=True)
-        _add_common(p, params=spec.params is not None, shards=spec.shards, workers=spec.workers)
-        p.set_defaults(func=functools.partial(run_record_stage, spec))
+        _add_common(p, params=command.params is not None, shards=command.shards, workers=command.workers)
+        p.set_defaults(func=functools.partial(run_record_stage, row))
 
     p = sub.add_parser("model-texts", help="write the prompt layouts the tiny model is trained on")
     p.add_argument("--out-dir", required=True)

@@ -48,17 +48,7 @@ Shape = Literal["selfalign", "release"]
 IMPORT_STAGES: dict[str, str] = chain.IMPORT_STAGES
 
 #: The fields (beyond ``id``) a record of each stage must carry for the next stage to run.
-STAGE_FIELDS: dict[str, dict[str, type]] = {
-    "raw": {"content": str},
-    "dedup": {"content": str},
-    "quality": {"content": str},
-    "filtered": {"content": str},
-    "judged": {"content": str},
-    "concepts": {"content": str, "concepts": list},
-    "instructions": {"concepts": list, "instruction": str},
-    "responses": {"instruction": str, "responses": list},
-    "executed": {"instruction": str, "response": str},
-}
+STAGE_FIELDS: dict[str, dict[str, type]] = {s.key: dict(s.fields) for s in chain.STAGES if s.importable}
 
 #: Release fields the release drops itself before each next stage (``original_mapping`` in
 #: self_ossinstruct.py), and the ones mapped to our own fields.

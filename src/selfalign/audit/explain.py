@@ -285,21 +285,15 @@ def kept_summary(stage: Stage, record: JsonObj) -> str:
     if stage.key == "judged":
         judge = (record.get("generation") or {}).get("judge") or {}
         return f"judge answered {judge.get('answer', '?')!r}"
-    if stage.key == "concepts":
-        return "concepts: " + _head(", ".join(map(str, record.get("concepts", []))), 160)
-    if stage.key == "instructions":
-        return "instruction: " + _head(record.get("instruction", ""), 160)
     if stage.key == "responses":
         samples = record.get("responses", [])
         return f"{len(samples)} parsed sample(s)"
     if stage.key == "executed":
         verdict = record.get("execution") or {}
         return f"{verdict.get('status', '?')}: " + _head(record.get("response", ""), 120)
-    if stage.key in ("sanitized", "cleaned"):
-        return _head(record.get("response", ""), 120)
-    if stage.key == "sft":
-        return "SFT record; instruction: " + _head(record.get("instruction", ""), 120)
-    return _head(record.get("content", ""), 120)
+    words, name, chars = stage.shows  # every other stage: the field its chain row names
+    value = record.get(name, "")
+    return words + _head(", ".join(map(str, value)) if isinstance(value, list) else value, chars)
 
 
 def detail_summary(record: JsonObj) -> str:
