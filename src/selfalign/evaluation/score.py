@@ -32,7 +32,7 @@ limit gives ``timeout`` for the parts it did not report; a broken sandbox is ret
 gives ``error``. Only ``pass`` counts.
 
 Resumable: tasks are scored in units of ``tasks_per_unit`` through
-:class:`selfalign.records.ResumableOutput` (``<out>.tasks.jsonl.parts``), so a killed run
+:func:`selfalign.runtime.drive` (``<out>.tasks.jsonl.parts``), so a killed run
 only scores unfinished units on rerun, and the output's bytes equal those of an uninterrupted
 run. Run times and sandbox counts go to the sidecar, never into the output.
 """

@@ -18,7 +18,7 @@ What the stages need from it, and how it is provided:
   request, so it stops the stage instead of recording the whole run as failures; retries that
   run out also stop it (the server is gone), and a rerun resumes.
 * Output in index order and resumable: :func:`run_generation` writes results through
-  :class:`~selfalign.records.ResumableOutput` units of ``requests_per_unit`` requests; a unit
+  :func:`selfalign.runtime.drive` units of ``requests_per_unit`` requests; a unit
   is written as soon as its last request is done, so after a kill a rerun sends only the
   requests of unfinished units and the final file is the same bytes as an uninterrupted run.
 """

@@ -36,8 +36,11 @@ from typing import Any
 from ..prompt_template import SC2_INSTRUCT_PROMPT
 from ..sandbox.languages import LANGUAGES as SANDBOX_LANGUAGES
 
-LANGUAGES = tuple(SANDBOX_LANGUAGES)  # HumanEvalPack's six, as the sandbox's language table lists them
-LANGUAGE_NAME = {key: lang.name for key, lang in SANDBOX_LANGUAGES.items()}
+LANGUAGES = ("python", "js", "java", "go", "cpp", "rust")
+"""HumanEvalPack's six; each is a row of the sandbox's language table, which says how it runs."""
+if not set(LANGUAGES) <= set(SANDBOX_LANGUAGES):
+    raise AssertionError("a HumanEvalPack language is missing from selfalign.sandbox.languages")
+LANGUAGE_NAME = {key: SANDBOX_LANGUAGES[key].name for key in LANGUAGES}
 TASKS = ("synthesize", "fixtests", "fixdocs", "explaindescribe", "explainsynthesize")
 """HumanEvalPack task kinds, named as the harness's task names are (``humaneval<kind>-<lang>``)."""
 FORMATS = ("octocoder", "instruct", "sc2-instruct")
@@ -53,7 +56,7 @@ STOP_WORDS: dict[str, tuple[str, ...]] = {
 """The harness's ``LANGUAGE_TO_STOP_WORDS`` (from CodeGeeX); ``<|endoftext|>`` is added to all."""
 END_OF_TEXT = "<|endoftext|>"
 
-TIMEOUT_S = {key: lang.timeout_s for key, lang in SANDBOX_LANGUAGES.items()}
+TIMEOUT_S = {key: SANDBOX_LANGUAGES[key].timeout_s for key in LANGUAGES}
 """Per program, compile and run together (see :data:`selfalign.sandbox.languages.LANGUAGES`)."""
 
 PYTHON_IMPORTS = (

@@ -91,7 +91,7 @@ class StageStats:
 
     def to_json(self) -> dict[str, Any]:
         """The counts as JSON, with the drop records under ``dropped`` when there are any
-        (:class:`selfalign.records.ResumableOutput` moves them to the unit's drop part)."""
+        (:class:`selfalign.runtime.ResumableOutput` moves them to the unit's drop part)."""
         out = {"n_in": self.n_in, "n_out": self.n_out, "drops": dict(self.drops), "extra": self.extra}
         if self.dropped:
             out["dropped"] = self.dropped
