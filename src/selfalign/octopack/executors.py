@@ -18,15 +18,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from ..sandbox.core import Program
+from ..sandbox.core import Program, Step
 from ..sandbox.languages import LANGUAGES, language
 from .toolchains import Toolchains
 
 JVM_FLAGS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
 
-Steps = tuple[list[dict[str, Any]], dict[str, str], list[list[str]]]
+Steps = tuple[list[Step], dict[str, str], list[list[str]]]
 """What a language's step builder returns: the steps, extra environment, files to copy in."""
 
 

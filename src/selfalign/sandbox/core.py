@@ -19,7 +19,7 @@ import subprocess
 import threading
 import time
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from selfalign.config import check_choice
 from selfalign.sandbox import runner as protocol
@@ -44,10 +44,28 @@ EXEC_MODES = ("module", "function", "release")
 """How a sample's code is executed (see :class:`Sandbox`)."""
 
 
-Program = dict[str, Any]
-"""A program for :meth:`Sandbox.run_program`: ``files`` {relative name: text}, ``copy``
-[[read-only source dir, relative target]], ``env`` {name: value} and ``steps`` [{``argv``,
-``stage``: ``compile`` | ``run``}]; ``{workdir}`` in env values and argv is the work dir."""
+class _StepOptions(TypedDict, total=False):
+    fail_on_output: bool  # any output fails the step (HumanEval-X's JavaScript rule)
+
+
+class Step(_StepOptions):
+    """One command of a :class:`Program`: its ``argv`` and whether it compiles or runs (a failing
+    ``compile`` step is ``fail``/``compile_error``)."""
+
+    argv: list[str]
+    stage: Literal["compile", "run"]
+
+
+class Program(TypedDict):
+    """A program for :meth:`Sandbox.run_program`, sent to the runner as JSON: ``files``
+    {relative name: text}, ``copy`` [[read-only source dir, relative target]], ``env``
+    {name: value} and its ``steps`` in order; ``{workdir}`` in env values and argv is the work
+    dir. :func:`selfalign.octopack.executors.program` builds them from the language table."""
+
+    files: dict[str, str]
+    copy: list[list[str]]
+    env: dict[str, str]
+    steps: list[Step]
 
 
 class _Died(Exception):
