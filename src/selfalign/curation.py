@@ -354,7 +354,7 @@ def _records(
     if stats is None:
         required["id"] = ID_TYPES
     try:
-        for line, record in iter_jsonl(path, required):
+        for line, record in iter_jsonl(path, required, unique="id"):
             if "id" not in record and stats is not None:
                 record = {"id": f"line{line:09d}", **record}
                 stats.extra["ids_from_line_numbers"] = stats.extra.get("ids_from_line_numbers", 0) + 1
@@ -422,7 +422,7 @@ def _scan_for_clean(path: Path, show_progress: bool) -> list[_CleanEntry]:
     entries: list[_CleanEntry] = []
     required: dict[str, type | tuple[type, ...]] = {"id": ID_TYPES, "instruction": str, "response": str}
     bar = progress_bar(desc="clean: read", total=count_lines(path), unit="rec", enabled=show_progress)
-    for line_no, offset, record in iter_jsonl_offsets(path, required):
+    for line_no, offset, record in iter_jsonl_offsets(path, required, unique="id"):
         blocks = code_blocks(record["response"])
         entries.append(
             _CleanEntry(

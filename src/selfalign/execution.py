@@ -97,6 +97,9 @@ class ExecutionParams:
     verdict_cache: bool = False
     """Run identical code once per unit and give each copy its verdict (the samples of one
     instruction are often identical); ``False``: every sample runs, as the release did."""
+    max_response_chars: int | None = None
+    """A sample whose response is longer is dropped as ``too_long`` without being parsed or run
+    (bounded time for an oversized record); None: no cap, as the release had none."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ExecutionParams:
@@ -146,14 +149,14 @@ def samples_of(record: JsonObj, path: Path, line: int) -> list[tuple[int, str]]:
         items, key = record["parsing_result"], "parsing_result"
     elif "response" in record:
         if not isinstance(record["response"], str):
-            raise RecordError(path, line, "field 'response' must be a string", "response")
+            raise RecordError(path, line, f"expected str, got {type(record['response']).__name__}", "response")
         return [(0, record["response"])]
     else:
         raise RecordError(
             path, line, "no 'responses', 'parsing_result' or 'response' field", "responses"
         )
     if not isinstance(items, list):
-        raise RecordError(path, line, f"field {key!r} must be a list", key)
+        raise RecordError(path, line, f"expected list, got {type(items).__name__}", key)
     found = []
     for position, item in enumerate(items):
         if not isinstance(item, Mapping) or not isinstance(item.get("response"), str):
@@ -171,9 +174,23 @@ class _Task:
     sample: int
     response: str
     code: str
+    #: why there is nothing to run when ``code`` is '': ``no_code`` (no Python block parses),
+    #: ``nul_byte`` (a block holds a NUL byte, which no Python source can), ``too_long``
+    skip: str = "no_code"
 
 
-def _unit_tasks(records: list[tuple[int, JsonObj]], path: Path, stats: StageStats) -> list[_Task]:
+def _task(record: JsonObj, sample: int, response: str, cap: int | None) -> _Task:
+    if cap is not None and len(response) > cap:
+        return _Task(record, sample, response, "", "too_long")
+    code = extract_code(response)
+    if not code and any("\0" in block for block in CODE_BLOCK.findall(response)):
+        return _Task(record, sample, response, "", "nul_byte")
+    return _Task(record, sample, response, code)
+
+
+def _unit_tasks(
+    records: list[tuple[int, JsonObj]], path: Path, stats: StageStats, cap: int | None = None
+) -> list[_Task]:
     """Every sample of the unit's records, in input order; one without code has ``code`` ''."""
     tasks = []
     for line, record in records:
@@ -185,7 +202,7 @@ def _unit_tasks(records: list[tuple[int, JsonObj]], path: Path, stats: StageStat
             raise RecordError(path, line, f"must be a string, got {type(record['id']).__name__}", "id")
         for sample, response in samples_of(record, path, line):
             stats.n_in += 1
-            tasks.append(_Task(record, sample, response, extract_code(response)))
+            tasks.append(_task(record, sample, response, cap))
     return tasks
 
 
@@ -240,7 +257,7 @@ def _shard_units(
     path: Path, lo: int, hi: int, per_unit: int
 ) -> Iterator[list[tuple[int, JsonObj]]]:
     unit: list[tuple[int, JsonObj]] = []
-    for index, (line, record) in enumerate(iter_jsonl(path)):
+    for index, (line, record) in enumerate(iter_jsonl(path, unique="id")):
         if index >= hi:
             break
         if index < lo:
@@ -326,7 +343,7 @@ class _Execution:
     def _run_unit(self, pool: Any, records: list[tuple[int, JsonObj]]) -> tuple[list[JsonObj], StageStats]:
         params = self.params
         stats = StageStats()
-        tasks = _unit_tasks(records, self.path, stats)
+        tasks = _unit_tasks(records, self.path, stats, params.max_response_chars)
         codes = [t.code for t in tasks if t.code]
         # with the verdict cache, each distinct code of the unit runs once (same limits,
         # sandbox and mode for the whole stage, so the code decides the verdict)
@@ -343,7 +360,10 @@ class _Execution:
         for task in tasks:  # in input order, so the drop records are too
             sample_id = f"{task.record['id']}/{task.sample}"
             if not task.code:
-                stats.drop("no_code", id=sample_id, detail={"response_tail": task.response})
+                detail: JsonObj = {"response_tail": task.response}
+                if task.skip == "too_long":
+                    detail = {"chars": len(task.response), "limit": params.max_response_chars}
+                stats.drop(task.skip, id=sample_id, detail=detail)
                 continue
             verdict = next(ran)
             if verdict.status == "pass":

@@ -34,8 +34,20 @@ class RecordError(ValueError):
 
 
 def dumps(record: Mapping[str, Any]) -> str:
-    """The one serialization of a record used everywhere, so equal records give equal bytes."""
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    """The one serialization of a record used everywhere, so equal records give equal bytes.
+
+    Text is written as UTF-8, except in a record holding text that has no UTF-8 form (a lone
+    surrogate, which JSON's ``"\\ud800"`` escape and Python strings can hold): that record is
+    written with every non-ASCII character escaped, as the release's ``json.dumps`` wrote all of
+    its records, so the stage carries it instead of stopping (the next reader gets the same text).
+    """
+    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(record, ensure_ascii=True, separators=(",", ":"))
+    return text
 
 
 Required = Mapping[str, type | tuple[type, ...]]
@@ -46,6 +58,12 @@ def parse_jsonl_line(path: str | os.PathLike[str], lineno: int, line: str | byte
     ends = line.endswith("\n") if isinstance(line, str) else line.endswith(b"\n")
     if not ends:
         raise RecordError(path, lineno, "truncated line (no trailing newline): was the file cut short?")
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad = line[exc.start]
+            raise RecordError(path, lineno, f"not valid UTF-8 (byte 0x{bad:02x} at byte {exc.start + 1})") from None
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -61,27 +79,56 @@ def parse_jsonl_line(path: str | os.PathLike[str], lineno: int, line: str | byte
     return record
 
 
-def iter_jsonl(path: str | os.PathLike[str], required: Required | None = None) -> Iterator[tuple[int, JsonObj]]:
+class UniqueIds:
+    """Remembers the ``id`` of every record read and refuses a second record with the same one,
+    naming both lines (records without an ``id`` are not checked: their ids are derived later)."""
+
+    def __init__(self, path: str | os.PathLike[str], field: str = "id") -> None:
+        self.path = path
+        self.field = field
+        self.seen: dict[str | int, int] = {}
+
+    def check(self, lineno: int, record: JsonObj) -> None:
+        value = record.get(self.field)
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            return
+        first = self.seen.setdefault(value, lineno)
+        if first != lineno:
+            raise RecordError(self.path, lineno, f"duplicate {self.field} {value!r} (first at line {first})", field=self.field)
+
+
+def iter_jsonl(
+    path: str | os.PathLike[str], required: Required | None = None, *, unique: str | None = None
+) -> Iterator[tuple[int, JsonObj]]:
     """Yield ``(line_number, record)`` from a JSONL file (gzip-compressed if it ends in
     ``.gz``), validating each line.
 
     ``required`` maps field names to the type (or tuple of types) each record must carry.
-    Blank lines are an error too: they are not something our writers produce.
+    Blank lines are an error too: they are not something our writers produce. With ``unique``
+    (a field name, usually ``id``), a second record with the same value stops the stage, naming
+    both lines.
     """
     fields = dict(required or {})
-    opened = gzip.open(path, "rt", encoding="utf-8") if str(path).endswith(".gz") else open(path, encoding="utf-8")
+    ids = UniqueIds(path, unique) if unique else None
+    # bytes, decoded line by line: a line that is not UTF-8 is named by its number, and lines
+    # end at "\n" only (as count_lines and the writers count them)
+    opened = gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")
     with opened as handle:
         for lineno, line in enumerate(handle, start=1):
-            yield lineno, parse_jsonl_line(path, lineno, line, fields)
+            record = parse_jsonl_line(path, lineno, line, fields)
+            if ids is not None:
+                ids.check(lineno, record)
+            yield lineno, record
 
 
 def iter_jsonl_offsets(
-    path: str | os.PathLike[str], required: Required | None = None
+    path: str | os.PathLike[str], required: Required | None = None, *, unique: str | None = None
 ) -> Iterator[tuple[int, int, JsonObj]]:
     """:func:`iter_jsonl` for an uncompressed file, with each line's byte offset:
     ``(line_number, offset, record)``, for stages that seek back to records instead of
     holding them all in memory."""
     fields = dict(required or {})
+    ids = UniqueIds(path, unique) if unique else None
     with open(path, "rb") as handle:
         lineno = 0
         while True:
@@ -90,7 +137,10 @@ def iter_jsonl_offsets(
             if not line:
                 return
             lineno += 1
-            yield lineno, offset, parse_jsonl_line(path, lineno, line, fields)
+            record = parse_jsonl_line(path, lineno, line, fields)
+            if ids is not None:
+                ids.check(lineno, record)
+            yield lineno, offset, record
 
 
 def read_jsonl(path: str | os.PathLike[str], required: Required | None = None) -> list[JsonObj]:
@@ -98,11 +148,16 @@ def read_jsonl(path: str | os.PathLike[str], required: Required | None = None) -
 
 
 def count_lines(path: str | os.PathLike[str]) -> int:
+    """Lines of a file, a last one without its newline included (so a stage that reads as many
+    records as this counts reaches it, and stops there on :func:`parse_jsonl_line`'s error,
+    instead of never reading it)."""
     n = 0
+    last = b"\n"
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             n += chunk.count(b"\n")
-    return n
+            last = chunk[-1:]
+    return n + (last != b"\n")
 
 
 @contextmanager

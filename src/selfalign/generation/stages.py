@@ -265,7 +265,7 @@ class _StageRun:
         """``(global index, line, record)`` of this shard, checked for the field it needs."""
         name, kind = INPUT_FIELDS[self.stage]
         for index, (line, record) in enumerate(
-            iter_jsonl(self.input_path, {"id": str, name: kind})
+            iter_jsonl(self.input_path, {"id": str, name: kind}, unique="id")
         ):
             if index >= self.hi:
                 return
