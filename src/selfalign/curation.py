@@ -368,7 +368,9 @@ def _records(
 
 def _hash(text: str) -> bytes:
     """A ``seen_keys`` entry: the string hashed, to keep memory flat on 500k records."""
-    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+    # surrogatepass: a lone surrogate (valid JSON, no UTF-8 form) hashes too, distinct strings
+    # to distinct bytes as the release's set of strings kept them; other text: its UTF-8
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def _key(text: str) -> bytes:

@@ -179,7 +179,8 @@ class _Task:
     skip: str = "no_code"
 
 
-def _task(record: JsonObj, sample: int, response: str, cap: int | None) -> _Task:
+def sample_task(record: JsonObj, sample: int, response: str, cap: int | None) -> _Task:
+    """One sample of a record as the stage will treat it: its code to run, or why there is none."""
     if cap is not None and len(response) > cap:
         return _Task(record, sample, response, "", "too_long")
     code = extract_code(response)
@@ -202,7 +203,7 @@ def _unit_tasks(
             raise RecordError(path, line, f"must be a string, got {type(record['id']).__name__}", "id")
         for sample, response in samples_of(record, path, line):
             stats.n_in += 1
-            tasks.append(_task(record, sample, response, cap))
+            tasks.append(sample_task(record, sample, response, cap))
     return tasks
 
 

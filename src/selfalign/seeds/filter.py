@@ -183,7 +183,7 @@ def run_filter(
 
     stats = StageStats()
     removed = dict.fromkeys(BENCHMARK_KEYS, 0)
-    records = iter_jsonl(input_path, {"id": str, "content": str})
+    records = iter_jsonl(input_path, {"id": str, "content": str}, unique="id")
     bar = progress(
         records, desc=f"filter {shard + 1}/{num_shards}", total=stop, enabled=show_progress
     )
