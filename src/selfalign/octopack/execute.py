@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -21,7 +20,8 @@ from typing import Any
 
 from ..config import check_params
 from ..execution import BUNDLED, resolve_sample_site
-from ..runtime import finish_counts, progress_bar
+from ..records import JsonObj, iter_jsonl, sha256_file
+from ..runtime import StageStats, UnitPlan, UnitRun, drive, finish_counts, merge_units
 from ..sandbox import SandboxPool, Verdict, validate_backend_choice
 from .executors import LIMITS, program
 from .humanevalpack import LANGUAGES, Task, check_program, load_tasks, reference_generations
@@ -124,7 +124,8 @@ class CheckRow:
         return self.verdict.passed if self.variant == "canonical" else not self.verdict.passed
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """Its line in ``verdicts.jsonl`` (keys sorted, as they have always been written)."""
+        row = {
             "language": self.language,
             "task_id": self.task_id,
             "variant": self.variant,
@@ -132,6 +133,12 @@ class CheckRow:
             "as_expected": self.expected,
             **self.verdict.to_dict(),
         }
+        return dict(sorted(row.items()))
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any]) -> CheckRow:
+        verdict = Verdict.from_dict({k: row[k] for k in ("status", "reason", "seconds", "stdout_tail", "stderr_tail")})
+        return cls(row["language"], row["task_id"], row["variant"], verdict)
 
 
 def self_check(
@@ -143,70 +150,92 @@ def self_check(
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Run each language's canonical and buggy solutions; write ``verdicts.jsonl`` (one line
-    per program, language then task order), ``table.md`` and return the summary."""
+    per program, language then task order), ``table.md`` and return the summary. A language is
+    a unit of :func:`selfalign.runtime.drive`: a killed self-check keeps the languages it
+    finished."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tc = load(params.toolchain_dir())
-    items: list[tuple[str, str]] = []
-    keys: list[tuple[str, str, str]] = []
-    tasks: dict[str, list[Task]] = {}
-    for language in LANGUAGES:
-        if language not in task_files:
-            continue
-        tasks[language] = load_tasks(task_files[language], language, limit)
-        for task in tasks[language]:
-            for variant, generation in reference_generations(task).items():
-                items.append((language, check_program(task, generation)))
-                keys.append((language, task.task_id, variant))
-    seconds: dict[str, float] = dict.fromkeys(tasks, 0.0)
-    lock = threading.Lock()
-    bar = progress_bar(desc="HumanEvalPack self-check", total=len(items), unit="prog", enabled=show_progress)
-
-    def done(index: int, verdict: Verdict) -> None:
-        with lock:
-            seconds[keys[index][0]] += verdict.seconds
-        bar.update(1)
-
     started, started_wall = time.monotonic(), time.time()
-    wall: dict[str, float] = {}
-    verdicts: list[Verdict] = []
-    try:
-        for language in tasks:  # one language at a time: the wall clock per language is its cost
-            chosen = [i for i, k in enumerate(keys) if k[0] == language]
-            t0 = time.monotonic()
-
-            def report(j: int, verdict: Verdict, chosen: list[int] = chosen) -> None:
-                done(chosen[j], verdict)
-
-            verdicts += run_programs([items[i] for i in chosen], params, tc, report)
-            wall[language] = time.monotonic() - t0
-    finally:
-        bar.close()
-    rows = [CheckRow(k[0], k[1], k[2], v) for k, v in zip(keys, verdicts, strict=True)]
-    with open(out / "verdicts.jsonl", "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row.to_dict(), sort_keys=True) + "\n")
-    summary = summarize(rows, wall, seconds)
+    check = _SelfCheck(task_files, params, limit)
+    drive(check, out / "verdicts.jsonl", show_progress=show_progress)
+    rows = [CheckRow.from_dict(record) for _, record in iter_jsonl(out / "verdicts.jsonl")]
+    summary = summarize(rows, check.wall, check.seconds)
     summary["workers"] = params.workers
     summary["backend"] = params.backend
     summary["wall_s"] = round(time.monotonic() - started, 1)
-    summary["toolchains"] = {k: v["version"] for k, v in tc.manifest["tools"].items()}
+    summary["toolchains"] = {k: v["version"] for k, v in check.tc.manifest["tools"].items()}
     (out / "table.md").write_text(render_table(summary))
     (out / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
     entries = summary["languages"].values()
     finish_counts(
         out / "verdicts.jsonl",
         stage="octopack.selfcheck",
-        inputs=[task_files[lang] for lang in tasks],
+        inputs=[task_files[lang] for lang in check.tasks],
         counts={"programs": len(rows), "tasks": sum(e["tasks"] for e in entries),
                 "canonical_pass": sum(e["canonical_pass"] for e in entries),
                 "buggy_not_pass": sum(e["buggy_not_pass"] for e in entries),
                 "unexpected": sum(len(e["exceptions"]) for e in entries)},
         params={"sandbox": params.to_dict(), "limit": limit},
-        extra={"languages": list(tasks), "wall_s": summary["wall_s"], "toolchains": summary["toolchains"]},
+        extra={"languages": list(check.tasks), "wall_s": summary["wall_s"], "toolchains": summary["toolchains"]},
         started=started_wall,
     )
     return summary
+
+
+class _SelfCheck:
+    """The self-check as a :class:`selfalign.runtime.UnitStage`: a unit is one language's
+    programs (canonical and buggy per task), run one language at a time so the wall clock per
+    language is its cost."""
+
+    def __init__(self, task_files: Mapping[str, str | Path], params: PackSandboxParams, limit: int | None) -> None:
+        self.task_files, self.params, self.limit = task_files, params, limit
+        self.tc: Toolchains = load(params.toolchain_dir())
+        self.tasks: dict[str, list[Task]] = {
+            language: load_tasks(task_files[language], language, limit) for language in LANGUAGES
+            if language in task_files
+        }
+        self.wall: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+
+    def plan(self) -> UnitPlan:
+        sizes = {language: 2 * len(tasks) for language, tasks in self.tasks.items()}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"HumanEvalPack languages hold different numbers of tasks: {sizes}")
+        return UnitPlan(
+            stage="octopack.selfcheck",
+            version=1,
+            key={"files": {k: sha256_file(v) for k, v in sorted(self.task_files.items()) if k in self.tasks},
+                 "limit": self.limit, "sandbox": self.params.to_dict(), "toolchains": self.tc.manifest},
+            total=sum(sizes.values()),
+            per_unit=max(sizes.values(), default=1) or 1,
+            drops=False,
+            desc="HumanEvalPack self-check",
+            item="prog",
+        )
+
+    def process(self, run: UnitRun) -> None:
+        languages = list(self.tasks)
+        for unit in run.pending or []:
+            language = languages[unit]
+            keys: list[tuple[str, str]] = []
+            items: list[tuple[str, str]] = []
+            for task in self.tasks[language]:
+                for variant, generation in reference_generations(task).items():
+                    items.append((language, check_program(task, generation)))
+                    keys.append((task.task_id, variant))
+            t0 = time.monotonic()
+            verdicts = run_programs(items, self.params, self.tc, lambda _j, _v: run.advance(1))
+            wall = time.monotonic() - t0
+            rows = [CheckRow(language, k[0], k[1], v).to_dict() for k, v in zip(keys, verdicts, strict=True)]
+            run.write(unit, rows, {"n_in": len(rows), "n_out": len(rows), "drops": {},
+                                   "extra": {"wall_s": {language: wall},
+                                             "program_s": {language: sum(v.seconds for v in verdicts)}}})
+
+    def summarize(self, units: list[JsonObj], run: UnitRun) -> StageStats:
+        stats = merge_units(units)
+        self.wall = dict(stats.extra.get("wall_s") or {})
+        self.seconds = dict(stats.extra.get("program_s") or {})
+        return stats
 
 
 def summarize(rows: Sequence[CheckRow], wall: Mapping[str, float], seconds: Mapping[str, float]) -> dict[str, Any]:
