@@ -11,8 +11,16 @@ import pytest
 import yaml
 
 from selfalign.evaluation import generate, score
-from selfalign.evaluation.benchmarks import BENCHMARKS, EVALPLUS, EVALPLUS_RELEASES, benchmark, keys
+from selfalign.evaluation.benchmarks import (
+    BENCHMARKS,
+    EVALPLUS,
+    EVALPLUS_RELEASES,
+    benchmark,
+    keys,
+    load_evalplus_tasks,
+)
 from selfalign.evaluation.metrics import mean_pass_at_k, pass_at_k
+from selfalign.evaluation.prompts import eval_prompt
 from selfalign.octopack import executors, humanevalpack, toolchains
 from selfalign.sandbox.languages import LANGUAGES, debian_packages, language
 
@@ -72,8 +80,11 @@ def test_the_evalplus_benchmarks_come_from_the_registry() -> None:
         assert row.default_version == next(v for d, v in EVALPLUS_RELEASES if d == key)
         assert row.parts == ("base", "plus")
         assert getattr(generate.EvalParams(), str(row.version_param)) == row.default_version
-        for hook in ("loader", "prompt", "postprocess", "checker"):
-            assert callable(row.hook(hook))
+        # generation and scoring dispatch through these: the registry is where they are looked up
+        assert row.hook("loader") is load_evalplus_tasks
+        assert row.hook("prompt") is eval_prompt
+        assert row.hook("postprocess") is generate.sample_record
+        assert row.hook("checker") is score.score_task
     # the config schema's rescore section names exactly the registry's EvalPlus benchmarks
     schema = yaml.safe_load((REPO / "src/selfalign/schemas/config.schema.yaml").read_text())
     pattern = next(iter(schema["properties"]["rescore"]["patternProperties"]))

@@ -129,29 +129,25 @@ def _versions(dataset: str) -> tuple[str, ...]:
 
 _CARD = "StarCoder2-15B-Instruct-v0.1 model card (bigcode/starcoder2-15b-instruct-v0.1)"
 
+def _evalplus(key: str, label: str, base: float, plus: float) -> Benchmark:
+    """An EvalPlus benchmark: its pinned releases, the EvalPlus loader, prompt, post-processing
+    and sandboxed checker, and the model card's pass@1 (base and plus)."""
+    card = "StarCoder2-15B-Instruct-v0.1"
+    return Benchmark(
+        key, label, "evalplus", _versions(key),
+        loader="selfalign.evaluation.benchmarks:load_evalplus_tasks",
+        prompt="selfalign.evaluation.prompts:eval_prompt",
+        postprocess="selfalign.evaluation.generate:sample_record",
+        checker="selfalign.evaluation.score:score_task",
+        parts=("base", "plus"),
+        published=(Published(card, "base", base, _CARD), Published(card, "plus", plus, _CARD)),
+        version_param=f"{key}_version",
+    )
+
+
 _EVALPLUS: tuple[Benchmark, ...] = (
-    Benchmark(
-        "humaneval", "HumanEval+", "evalplus", _versions("humaneval"),
-        loader="selfalign.evaluation.benchmarks:load_evalplus_tasks",
-        prompt="selfalign.evaluation.prompts:eval_prompt",
-        postprocess="selfalign.evaluation.generate:sample_record",
-        checker="selfalign.evaluation.score:score_task",
-        parts=("base", "plus"),
-        published=(Published("StarCoder2-15B-Instruct-v0.1", "base", 72.6, _CARD),
-                   Published("StarCoder2-15B-Instruct-v0.1", "plus", 63.4, _CARD)),
-        version_param="humaneval_version",
-    ),
-    Benchmark(
-        "mbpp", "MBPP+", "evalplus", _versions("mbpp"),
-        loader="selfalign.evaluation.benchmarks:load_evalplus_tasks",
-        prompt="selfalign.evaluation.prompts:eval_prompt",
-        postprocess="selfalign.evaluation.generate:sample_record",
-        checker="selfalign.evaluation.score:score_task",
-        parts=("base", "plus"),
-        published=(Published("StarCoder2-15B-Instruct-v0.1", "base", 75.2, _CARD),
-                   Published("StarCoder2-15B-Instruct-v0.1", "plus", 61.2, _CARD)),
-        version_param="mbpp_version",
-    ),
+    _evalplus("humaneval", "HumanEval+", 72.6, 63.4),
+    _evalplus("mbpp", "MBPP+", 75.2, 61.2),
 )
 
 

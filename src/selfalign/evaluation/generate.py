@@ -91,8 +91,9 @@ def load_tasks(dataset: str, params: EvalParams) -> list[JsonObj]:
 def eval_requests(
     dataset: str, tasks: Sequence[Mapping[str, Any]], sampling: SamplingParams, prefix: str = ""
 ) -> list[CompletionRequest]:
+    prompt = benchmark(dataset).hook("prompt")
     return [
-        CompletionRequest(index=i, id=str(task["task_id"]), prompt=prefix + eval_prompt(dataset, task).text,
+        CompletionRequest(index=i, id=str(task["task_id"]), prompt=prefix + prompt(dataset, task).text,
                           params=sampling)
         for i, task in enumerate(tasks)
     ]
@@ -156,9 +157,11 @@ def generate_samples(
     requests = eval_requests(dataset, tasks, sampling, prefix)
     by_index = dict(enumerate(tasks))
 
+    postprocess = benchmark(dataset).hook("postprocess")  # sample_record for EvalPlus
+
     def make_record(request: CompletionRequest, result: CompletionResult) -> tuple[list[JsonObj], StageStats]:
         stats = StageStats(n_in=1, n_out=1)
-        record = sample_record(dataset, by_index[request.index], result)
+        record = postprocess(dataset, by_index[request.index], result)
         if "error" in record:
             log.warning("%s: request failed: %s", request.id, record["error"])
             stats.extra["failed_requests"] = 1

@@ -468,11 +468,13 @@ class _Scoring:
                 }
                 run.write(unit, [o.record for o in outcomes], stats)
 
+        check = benchmark(self.dataset).hook("checker")  # score_task for EvalPlus
+
         def work(sandbox: Any, item: tuple[int, int]) -> TaskOutcome:
             task = self.tasks[item[1]]
             solution = self.solutions.get(task["task_id"])
             # a task without a sample is scored as missing, without a sandbox
-            return score_task(sandbox if solution is not None else None, self.dataset, task, solution,
+            return check(sandbox if solution is not None else None, self.dataset, task, solution,
                               self.params, self.site)
 
         items = [(u, i) for u, indices in units.items() for i in indices]
