@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import check_params
-from .evaluation.benchmarks import EVALPLUS_RELEASES
-from .fetch import fetch_pinned, url_basename
+from .evaluation.benchmarks import EVALPLUS_RELEASES, load_evalplus_tasks
+from .fetch import url_basename
 from .records import JsonObj, read_jsonl, sha256_file
 
 #: HumanEval canonical solutions upstream keeps in the training data because they are too
@@ -81,9 +81,9 @@ def load_evalplus(
     mirrors: Sequence[str | os.PathLike[str]] = (),
     cache_dir: str | os.PathLike[str] = "~/.cache/selfalign/benchmarks",
 ) -> list[JsonObj]:
-    """The tasks of a pinned EvalPlus release (``dataset`` is ``humaneval`` or ``mbpp``)."""
-    url, sha256 = evalplus_release(dataset, version)
-    return read_gzip_jsonl(fetch_pinned(url, sha256, mirrors=mirrors, cache_dir=cache_dir))
+    """The tasks of a pinned EvalPlus release (``dataset`` is ``humaneval`` or ``mbpp``): the
+    registry's loader's (:func:`selfalign.evaluation.benchmarks.load_evalplus_tasks`)."""
+    return load_evalplus_tasks(dataset, version, mirrors, cache_dir).tasks
 
 
 def humaneval_package_file() -> Path:
