@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import multiprocessing
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,6 +129,104 @@ def test_a_check_stopped_by_evalplus_cap_goes_on_from_the_first_unfinished_input
     want = _published("humaneval")[task_id]
     assert (got["base_status"], got["plus_status"]) == (want["base_status"], want["plus_status"])
     assert got.get("plus_fail_tests", []) == want["plus_fail_tests"]
+
+
+def _slowed_once(task: dict[str, Any], solution: str, marker: str, how: str) -> str:
+    """``solution`` whose first call on the task's first input takes 1.6 s (the 1 s limit fires)
+    and whose later calls do not: a load spike during the first check, made deterministic.
+    ``how``: ``busy`` (CPU), ``sleep`` (no CPU)."""
+    entry = task["entry_point"]
+    wait = ("_t0 = _time.perf_counter()\n        while _time.perf_counter() - _t0 < 1.6:\n            pass"
+            if how == "busy" else "_time.sleep(1.6)")
+    return (
+        solution + "\n\nimport os as _os, time as _time\n"
+        # evalplus runs each call in a fresh temporary directory: the marker goes beside it
+        + f"_timed = {entry}\n_marker = _os.path.join('..', {marker!r})\n\n\n"
+        + f"def {entry}(*args):\n"
+        + "    if not _os.path.exists(_marker):\n        _os.mkdir(_marker)\n"  # evalplus took open()
+        + f"        {wait}\n    return _timed(*args)\n"
+    )
+
+
+@pytest.mark.parametrize("how", ["busy", "sleep"])
+def test_a_part_a_time_limit_failed_is_checked_again_before_its_verdict_is_final(
+    how: str, releases: dict[str, Tasks], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # HumanEval/0 passes both parts as released. Its first input now takes 1.6 s once (over the
+    # 1 s limit, as a busy machine can make it): the re-check, from that input, with the
+    # reference's CPU times measured again, gives the idle machine's pass; without it, evalplus's
+    # one check fails base on input 0. The sidecar's facts name the re-check.
+    task = next(t for t in releases["humaneval"].tasks if t["task_id"] == "HumanEval/0")
+    base = task["prompt"] + _samples("humaneval")["HumanEval/0"]
+    for recheck, want in ((True, ("pass", "pass")), (False, ("fail", "pass"))):
+        marker = f"selfalign-once-{how}-{recheck}-{time.time_ns()}"  # in the sandbox's temp dir
+        solution = _slowed_once(task, base, marker, how)
+        params = ScoreParams(recheck_time_limits=recheck)
+        outcome = score_task(sandbox, "humaneval", task, solution, params, evalplus_site())
+        assert (outcome.record["base_status"], outcome.record["plus_status"]) == want, (recheck, outcome.record)
+        if recheck:
+            [facts] = outcome.rechecks
+            assert facts["part"] == "base" and facts["first"] == "fail" and facts["at"] == 0
+            assert facts["status"] == "pass" and facts["slowdown"] >= 1.0
+        else:
+            assert outcome.rechecks == []
+
+
+@pytest.mark.parametrize("how", ["busy", "sleep"])
+def test_a_sample_slow_on_an_idle_machine_still_fails_the_recheck_on_the_same_input(
+    how: str, releases: dict[str, Tasks], sandbox: Sandbox
+) -> None:
+    # HumanEval/0's 4th base input, where the reference takes microseconds, always takes 1.6 s
+    # of CPU (busy: over its 1 s limit on CPU time, however busy the machine) or 8 s of sleep
+    # (no CPU: the re-check's wall-clock limit is the CPU limit times the slowdown a spin
+    # measures, ~1 when idle; 8 s is more than any slowdown a test machine running the suite in
+    # parallel shows).
+    task = next(t for t in releases["humaneval"].tasks if t["task_id"] == "HumanEval/0")
+    entry = task["entry_point"]
+    wait = ("_t0 = _time.process_time()\n        while _time.process_time() - _t0 < 1.6:\n            pass"
+            if how == "busy" else "_time.sleep(8)")
+    slow_input = task["base_input"][3]
+    solution = (
+        task["prompt"] + _samples("humaneval")["HumanEval/0"]
+        + f"\n\nimport time as _time\n_timed = {entry}\n_slow = {slow_input!r}\n\n\ndef {entry}(*args):\n"
+        + f"    if list(args) == _slow:\n        {wait}\n    return _timed(*args)\n"
+    )
+    outcome = score_task(sandbox, "humaneval", task, solution, ScoreParams(), evalplus_site())
+    assert outcome.record["base_status"] == "fail"
+    assert outcome.record["base_fail_tests"] == [slow_input]
+    [facts] = [r for r in outcome.rechecks if r["part"] == "base"]
+    assert (facts["first"], facts["at"], facts["status"]) == ("fail", 3, "fail")
+
+
+def _burn() -> None:
+    while True:
+        pass
+
+
+@pytest.mark.slow
+def test_released_samples_keep_their_published_verdicts_beside_two_cpu_burners(
+    releases: dict[str, Tasks], sandbox: Sandbox
+) -> None:
+    # The last 24 HumanEval+ tasks (HumanEval/147's plus verdict once flipped to a fail on input
+    # 194 with the machine busy) scored while two processes burn both cores: every verdict and
+    # failing input is the published one.
+    published = _published("humaneval")
+    samples = _samples("humaneval")
+    burners = [multiprocessing.Process(target=_burn, daemon=True) for _ in range(2)]
+    for burner in burners:
+        burner.start()
+    try:
+        for task in releases["humaneval"].tasks[140:]:
+            task_id = task["task_id"]
+            got = score_task(sandbox, "humaneval", task, task["prompt"] + samples[task_id], ScoreParams(),
+                             evalplus_site()).record
+            want = published[task_id]
+            assert (got["base_status"], got["plus_status"]) == (want["base_status"], want["plus_status"]), task_id
+            for part in ("base", "plus"):
+                assert got.get(f"{part}_fail_tests", []) == want[f"{part}_fail_tests"], (task_id, part)
+    finally:
+        for burner in burners:
+            burner.terminate()
 
 
 def test_the_scoring_runner_has_what_every_task_imports_before_the_task_runs(sandbox: Sandbox) -> None:

@@ -202,3 +202,38 @@ def test_the_verdict_cache_runs_identical_code_once_and_changes_no_byte(tmp_path
         assert stats.extra["sandbox_runs"] == (2 if cache else 6) and stats.extra["verdict_cache"] is cache
     assert outputs[True] == outputs[False]
     assert outputs[True][2] == {"fail:assertion": 2, "no_code": 1}
+
+
+@pytest.mark.parametrize("mode", ["module", "release"])
+def test_a_sample_a_time_limit_stopped_runs_once_more_alone_and_that_verdict_is_final(
+    mode: str, tmp_path: Path
+) -> None:
+    # The first run of sample "slow" takes 2 s, over the 1 s limit (as a busy machine can make a
+    # quick test slow); its later runs are quick. With the re-check it is kept, and the sidecar
+    # counts one re-check; without, it is dropped as the release's one run dropped it. A sample
+    # that always loops is re-checked too and still dropped. Unsandboxed (backend none): the
+    # marker that tells the first run from the second must outlive the sample's process.
+    def slow_once(marker: Path) -> str:
+        return response(
+            f"import os, time\nif not os.path.exists({str(marker)!r}):\n    os.mkdir({str(marker)!r})\n"
+            "    time.sleep(2)\n\ndef f():\n    return 1",
+            "assert f() == 1",
+        )
+
+    loops = response("def f():\n    while True:\n        pass", "f()")
+    reason = "timeout" if mode == "module" else "fail:exception:TimeoutException"
+    for recheck in (True, False):
+        path = tmp_path / f"responses-{recheck}.jsonl"
+        write_jsonl(path, [{"id": "slow", "responses": [{"sample": 0, "response": slow_once(tmp_path / f"m-{recheck}")}]},
+                           {"id": "loops", "responses": [{"sample": 0, "response": loops}]}])
+        out = tmp_path / f"out-{recheck}" / "executed.jsonl"
+        params = ExecutionParams.from_dict({**PARAMS, "backend": "none", "allow_unsandboxed": True, "timeout_s": 1,
+                                            "exec_mode": mode, "recheck_time_limits": recheck})
+        stats = run_execution(path, out, params, show_progress=False)
+        kept = [r["id"] for r in read_jsonl(out)]
+        if recheck:
+            assert kept == ["slow/0"] and dict(stats.drops) == {reason: 1}
+            assert stats.extra["rechecks"] == 2
+        else:
+            assert kept == [] and dict(stats.drops) == {reason: 2}
+            assert stats.extra["rechecks"] == 0

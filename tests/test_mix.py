@@ -89,9 +89,31 @@ def test_a_hub_source_loads_through_datasets(tmp_path: Path) -> None:
     assert records[0].instruction == f"Change {index}\nx = {index}\n" and records[0].response == f"x = {index + 1}\n"
 
 
+def test_oasst_conversation_trees_through_datasets_give_question_and_answer(tmp_path: Path) -> None:
+    """bigcode/oasst-octopack's shape (a row per conversation tree: ``conversations``, messages
+    with ``text``; OctoPack kept the first two, question and answer), written here as a fixture,
+    loaded through datasets.load_dataset as the Hub's would be; a tree with one message is an
+    error naming the row."""
+    trees = [{"conversations": [{"text": f"Question {n}?", "role": "prompter"},
+                                {"text": f"Answer {n}.", "role": "assistant"},
+                                {"text": "A follow-up", "role": "prompter"}][: 3 if n % 2 else 2], "lang": "en"}
+             for n in range(4)]
+    (tmp_path / "oasst_octopack.jsonl").write_text("".join(json.dumps(t) + "\n" for t in trees))
+    source = MixSource.from_dict({"name": "oasst", "kind": "hub", "dataset": str(tmp_path),
+                                  "revision": "1f5db3451c66a64e37158fcdf8c1951db8e90b33",
+                                  "format": "oasst_conversation"})
+    records, n = load_source(source)
+    assert n == 4 and [(r.instruction, r.response) for r in records] == [(f"Question {k}?", f"Answer {k}.")
+                                                                         for k in range(4)]
+    with pytest.raises(MixError, match=r"x:3: field 'conversations' missing or not a list of two"):
+        to_pair({"conversations": [{"text": "alone"}]}, "oasst_conversation", "x:3")
+    with pytest.raises(MixError, match=r"x:4: field 'conversations\[1\]\.text' missing"):
+        to_pair({"conversations": [{"text": "q"}, {"content": "a"}]}, "oasst_conversation", "x:4")
+
+
 def test_sft_with_oasst_and_a_local_set_mixed_in_counts_each_source(tmp_path: Path) -> None:
     """`selfalign curate sft` as the rule runs it: the release's own cleaned records, then 5
-    OASST records by the octopack.oasst pin (from the shared mirror) and a local JSONL with one
+    OASST-shaped records by the octopack.oasstcommitpackft pin (from the shared mirror) and a local JSONL with one
     HumanEval leak, dropped by the same decontamination."""
     cleaned = tmp_path / "cleaned.jsonl"
     with gzip.open(RELEASE_CURATION / "cleaned.jsonl.gz", "rb") as fh:
@@ -104,8 +126,8 @@ def test_sft_with_oasst_and_a_local_set_mixed_in_counts_each_source(tmp_path: Pa
                     + "\n" + json.dumps({"instruction": "Say hi.", "response": "print('hi')"}) + "\n")
     config = load_config([REPO / "config.yaml"])
     config["octopack"]["mirrors"] = [str(shared_data() / "octopack")]
-    pins = {"octopack.oasst": octopack_pins(config)["oasst"].to_dict()}
-    mix = [{"name": "oasst", "kind": "pinned", "pin": "octopack.oasst", "format": "prompt_completion", "count": 5},
+    pins = {"octopack.oasstcommitpackft": octopack_pins(config)["oasstcommitpackft"].to_dict()}
+    mix = [{"name": "oasst", "kind": "pinned", "pin": "octopack.oasstcommitpackft", "format": "prompt_completion", "count": 5},
            {"name": "mine", "kind": "jsonl", "path": str(mine), "format": "instruction_response"}]
     decontamination = {"humaneval": "evalplus:v0.1.9", "mbpp": "evalplus:v0.1.0",
                        "mirrors": [str(shared_data() / "evalplus")]}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from workflow_utils import REPO, copy_workflow, run
 
 from selfalign.config import load_config
 from selfalign.fetch import FetchError, fetch_pinned
-from selfalign.pins import check_pins, config_pins, octopack_pins, rescore_pins
+from selfalign.pins import check_pins, config_pins, hub_pins, octopack_pins, rescore_pins
 
 MIRRORS = [str(shared_data() / "evalplus"), str(shared_data() / "upstream"), str(shared_data() / "octopack")]
 RELEASE = "0b19dbcdccb4db0601a9a77ac0df53c7abcfb8cc"
@@ -93,7 +95,7 @@ OCTOPACK = "e17a8f6470264286bc6a52eb8263582083bf3bf6"
 def test_octopack_pins_are_the_files_at_octopacks_commit_each_in_its_own_cache() -> None:
     pins = octopack_pins(paper())
     assert sorted(pins) == sorted([f"humanevalpack-{lang}" for lang in ("python", "js", "java", "go", "cpp", "rust")]
-                                  + ["oasst"])
+                                  + ["oasstcommitpackft"])
     assert all(f"/bigcode-project/octopack/{OCTOPACK}/" in pin.url for pin in pins.values())
     # six files share the base name humanevalpack.jsonl: one cache directory each, or they would
     # evict each other
@@ -111,3 +113,36 @@ def test_octopack_pins_are_the_files_at_octopacks_commit_each_in_its_own_cache()
     config["octopack"]["humanevalpack"]["js"]["sha256"] = paper()["octopack"]["humanevalpack"]["java"]["sha256"]
     [bad] = [r for r in check_pins(config, extra_mirrors=MIRRORS) if not r.ok]
     assert "upstream git history" in "\n".join(bad.problems)
+
+
+def test_a_placeholder_is_an_error_in_a_pinned_file_and_in_a_hub_revision(tmp_path: Path) -> None:
+    # A value still to be filled in (the config's old `<40-hex commit>`) or a branch is never a pin:
+    # check_pins and hub_pins say so for a config built in code, the schema for a config file.
+    config = copy.deepcopy(paper())
+    config["octopack"]["oasstcommitpackft"]["sha256"] = "<sha256>"
+    [bad] = [r for r in check_pins(config, extra_mirrors=MIRRORS) if not r.ok]
+    assert bad.pin.key == "octopack.oasstcommitpackft" and "not 64 hex digits" in bad.problems[0]
+    commit = "fc56fe33c030c6daa414c2b112c932b8eed085e6"
+    config["curation"]["mix"] = [
+        {"name": name, "kind": "hub", "dataset": "bigcode/commitpackft", "revision": revision}
+        for name, revision in (("pinned", commit), ("placeholder", "<40-hex commit>"), ("branch", "main"))]
+    problems = {hub.key: hub.problems() for hub in hub_pins(config)}
+    assert problems["curation.mix['pinned']"] == ()
+    assert "a placeholder" in problems["curation.mix['placeholder']"][0]
+    assert "a branch moves" in problems["curation.mix['branch']"][0]
+
+    overlay = tmp_path / "placeholder.yaml"
+    overlay.write_text(yaml.safe_dump({"curation": {"mix": [
+        {"name": "commitpackft", "kind": "hub", "dataset": "bigcode/commitpackft", "revision": "<40-hex commit>",
+         "format": "commit"}]}}))
+    result = subprocess.run([sys.executable, "-m", "selfalign", "pins", "check",
+                             str(REPO / "config.yaml"), str(overlay)], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode != 0 and "revision" in result.stderr
+    overlay.write_text(yaml.safe_dump({"curation": {"mix": [
+        {"name": "commitpackft", "kind": "hub", "dataset": "bigcode/commitpackft", "revision": commit,
+         "format": "commit"}]}}))
+    result = subprocess.run([sys.executable, "-m", "selfalign", "pins", "check",
+                             str(REPO / "config.yaml"), str(overlay)],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert f"ok  curation.mix['commitpackft']: bigcode/commitpackft@{commit}" in result.stdout

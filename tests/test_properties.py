@@ -24,16 +24,23 @@ from selfalign.execution import sample_task, samples_of
 from selfalign.generation.judge import parse_judge
 from selfalign.generation.prompts import (
     ParseError,
+    concepts_prompt,
+    instruction_prompt,
+    load_tiny_fewshot,
     parse_concepts,
     parse_instruction,
     parse_response,
+    response_prompt,
 )
 from selfalign.importer import ImportSpec, import_records
 from selfalign.records import RecordError, dumps, iter_jsonl, parse_jsonl_line, read_jsonl
+from selfalign.seeds.dedup import shingles
 from selfalign.seeds.filter import FilterParams, run_filter
+from selfalign.seeds.quality import _ImportFixer, has_return_value
 
 EXAMPLES = {"reader": 300, "roundtrip": 200, "parsers": 300, "execution": 300, "sanitize": 60,
-            "clean": 40, "filter": 40, "import": 40}
+            "clean": 40, "filter": 40, "import": 40, "quality": 300, "imports": 12, "shingles": 300,
+            "prompts": 150}
 
 #: Any character, lone surrogates (Cs) and NUL included.
 ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=40)
@@ -229,3 +236,50 @@ def test_an_import_takes_rows_or_names_the_bad_one(rows: list[dict[str, Any]], g
         assert _named(exc, path)
         return
     assert stats.n_out == len(read_jsonl(tmp_path / "out.jsonl"))
+
+
+# --------------------------------------------------------------------------- per-record functions
+# The functions a stage applies to one record's text, on any text: seed quality's return-value
+# rule and import inference, dedup's shingles, and the generation prompts built from a record.
+
+CODE = ANY_TEXT | st.builds(lambda a, b: f"def f(x):\n    {a}\n    return {b}\n", ANY_TEXT, ANY_TEXT)
+
+
+@_settings("quality")
+@given(code=CODE)
+def test_the_return_value_rule_judges_any_text(code: str) -> None:
+    assert isinstance(has_return_value(code), bool)
+
+
+@pytest.fixture(scope="module")
+def import_fixer() -> Any:
+    with _ImportFixer(1, 5.0) as fixer:
+        yield fixer
+
+
+@_settings("imports")
+@given(codes=st.lists(CODE, min_size=1, max_size=6))
+def test_import_inference_gives_code_or_a_named_failure_for_any_text(codes: list[str], import_fixer: Any) -> None:
+    results = import_fixer.fix_many(codes)
+    assert len(results) == len(codes)
+    for code, (fixed, reason) in zip(codes, results, strict=True):
+        assert isinstance(fixed, str)
+        if reason is not None:  # a failure keeps the code and says why
+            assert fixed == code and reason.split(":")[0] in ("timeout", "hard_timeout", "error")
+
+
+@_settings("shingles")
+@given(text=ANY_TEXT, ngram=st.integers(1, 7))
+def test_dedup_shingles_any_text(text: str, ngram: int) -> None:
+    got = shingles(text, ngram)
+    assert got and all(isinstance(s, bytes) for s in got)
+
+
+@_settings("prompts")
+@given(text=ANY_TEXT, concepts=st.lists(ANY_TEXT, max_size=4), index=st.integers(0, 2**31))
+def test_generation_prompts_carry_any_record_text(text: str, concepts: list[str], index: int) -> None:
+    fewshot = load_tiny_fewshot()
+    assert text in concepts_prompt(fewshot, text, index).prompt
+    assert text in response_prompt(fewshot, text, index).prompt
+    asked = instruction_prompt(fewshot, concepts, index)
+    assert all(c in asked.prompt for c in concepts) and asked.property is not None

@@ -507,10 +507,11 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_pins_check(args: argparse.Namespace) -> None:
-    from .pins import check_pins
+    from .pins import check_pins, hub_pins
 
     config = load_config(args.configfile)
     reports = check_pins(config, extra_mirrors=args.mirror, require_mirror=args.require_mirror)
+    hubs = hub_pins(config)
     bad = 0
     for report in reports:
         where = f" = {report.resolved}" if report.resolved else ""
@@ -518,9 +519,15 @@ def cmd_pins_check(args: argparse.Namespace) -> None:
         for problem in report.problems:
             print(f"    {problem}")
         bad += not report.ok
+    for hub in hubs:
+        problems = hub.problems()
+        print(f"{'BAD' if problems else 'ok '} {hub.key}: {hub.dataset}@{hub.revision}")
+        for problem in problems:
+            print(f"    {problem}")
+        bad += bool(problems)
     if bad:
-        raise ValueError(f"{bad} of {len(reports)} pinned file(s) wrong, listed above")
-    print(f"ok: {len(reports)} pinned files of {', '.join(args.configfile)}")
+        raise ValueError(f"{bad} of {len(reports) + len(hubs)} pin(s) wrong, listed above")
+    print(f"ok: {len(reports)} pinned files and {len(hubs)} Hub revisions of {', '.join(args.configfile)}")
 
 
 def cmd_pins_fetch(args: argparse.Namespace) -> None:

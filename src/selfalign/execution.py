@@ -100,6 +100,10 @@ class ExecutionParams:
     max_response_chars: int | None = None
     """A sample whose response is longer is dropped as ``too_long`` without being parsed or run
     (bounded time for an oversized record); None: no cap, as the release had none."""
+    recheck_time_limits: bool = True
+    """A sample a time limit stopped (``timeout``; under exec_mode release also the alarm's
+    ``exception:TimeoutException``) runs once more, alone, after its unit, and that verdict is
+    final: load from the unit's other samples cannot decide it. False: one run, as the release."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ExecutionParams:
@@ -240,6 +244,24 @@ def drop_detail(verdict: Verdict, code: str | None = None) -> JsonObj:
     return detail
 
 
+def time_decided(verdict: Verdict) -> bool:
+    """Whether a time limit gave this verdict: the sandbox's (``timeout``) or the release's
+    ``time_limit`` alarm inside the sample (exec_mode release)."""
+    return verdict.status == "timeout" or verdict.reason == "exception:TimeoutException"
+
+
+def _recheck(pool: Any, codes: list[str], verdicts: list[Verdict], timeout_s: float) -> tuple[list[Verdict], int]:
+    """Run each sample a time limit stopped once more, one at a time (no other sample of the pool
+    beside it), and keep that verdict: ``(verdicts, how many re-ran)``."""
+    again = [i for i, verdict in enumerate(verdicts) if time_decided(verdict)]
+    if not again:
+        return verdicts, 0
+    verdicts = list(verdicts)
+    for i in again:
+        [verdicts[i]] = pool.run_many([codes[i]], timeout_s=timeout_s)
+    return verdicts, len(again)
+
+
 def _output_record(task: _Task, status: str, reason: str, params: ExecutionParams) -> JsonObj:
     base = {
         k: v for k, v in task.record.items() if k not in ("responses", "parsing_result", "response")
@@ -353,6 +375,9 @@ class _Execution:
         seconds: dict[str, float] = {}
         for verdict in verdicts:  # sandbox time: each run once
             seconds[verdict.status] = seconds.get(verdict.status, 0.0) + verdict.seconds
+        rechecked = 0
+        if params.recheck_time_limits:
+            verdicts, rechecked = _recheck(pool, distinct, verdicts, params.process_timeout_s())
         if params.verdict_cache:
             by_code = dict(zip(distinct, verdicts, strict=True))
             verdicts = [by_code[code] for code in codes]
@@ -381,6 +406,7 @@ class _Execution:
             "records": len(records),
             "ids_from_line_numbers": stats.extra.get("ids_from_line_numbers", 0),
             "sandbox_runs": len(distinct),
+            "rechecks": rechecked,
         }
         return kept, stats
 
@@ -389,7 +415,8 @@ class _Execution:
         by_status = result.extra.get("seconds_by_status") or {}
         result.extra = {
             **({"seconds_by_status": {k: round(v, 3) for k, v in sorted(by_status.items())}} if by_status else {}),
-            **{key: result.extra.get(key, 0) for key in ("records", "ids_from_line_numbers", "sandbox_runs")},
+            **{key: result.extra.get(key, 0)
+               for key in ("records", "ids_from_line_numbers", "sandbox_runs", "rechecks")},
             "backend": self.params.backend,
             "exec_mode": self.params.exec_mode,
             "verdict_cache": self.params.verdict_cache,

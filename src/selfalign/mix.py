@@ -4,15 +4,19 @@ OctoCoder was fine-tuned on CommitPackFT plus OctoPack's filtered OpenAssistant 
 comparing it with a self-aligned model, or mixing the two recipes, adds such records here. Each
 source is one entry:
 
-* ``kind: pinned``: a file pinned by URL + sha256 (``pin: octopack.oasst`` names one of the
+* ``kind: pinned``: a file pinned by URL + sha256 (``pin: octopack.oasstcommitpackft`` names one of the
   config's own pins, :func:`selfalign.pins.config_pins`; or ``url`` + ``sha256`` inline);
 * ``kind: jsonl``: a local JSONL file (plain or gzipped);
 * ``kind: hub``: a Hugging Face dataset by ``dataset`` + ``revision`` (a commit, required),
   ``data_dir`` (CommitPackFT's language subsets are ``data/<language>``) and ``split``, loaded
   with ``datasets.load_dataset``.
 
-``format`` maps a row to an instruction and a response: ``prompt_completion`` (OctoPack's OASST
-file: ``prompt``, ``completion``), ``instruction_response`` (this project's SFT fields), or
+``format`` maps a row to an instruction and a response: ``oasst_conversation`` (OctoCoder's
+filtered OASST, the Hub dataset ``bigcode/oasst-octopack``: a row is a conversation tree,
+``conversations`` a list of messages with ``text``, of which OctoPack kept the first two, the
+question and its answer), ``prompt_completion`` (the octopack repository's
+``dataset/oasst/oasstcommitpackft.jsonl``: ``prompt``, ``completion``), ``instruction_response``
+(this project's SFT fields), or
 ``commit`` (CommitPackFT rows as OctoPack turned them into instruction data,
 ``dataset/oasst/add_commitpackft.py`` at octopack e17a8f6: ``subject + "\\n" + old_contents`` ->
 ``new_contents``). ``count`` or ``fraction`` chooses how many rows: a ``random.Random(seed)``
@@ -133,10 +137,18 @@ def _hub_rows(source: MixSource) -> Iterator[tuple[str, int, Any]]:
 def to_pair(row: Any, fmt: str, where: str) -> tuple[str, str]:
     """A row's (instruction, response) under ``fmt``; a missing or non-string field is an error
     naming where the row is."""
-    fields = {"prompt_completion": ("prompt", "completion"), "instruction_response": ("instruction", "response"),
-              "commit": ("subject", "old_contents", "new_contents")}[fmt]
     if not isinstance(row, Mapping):
         raise MixError(f"{where}: not a JSON object")
+    if fmt == "oasst_conversation":  # octopack's README: the first two messages of each tree
+        messages = row.get("conversations")
+        if not isinstance(messages, list) or len(messages) < 2:
+            raise MixError(f"{where}: field 'conversations' missing or not a list of two or more messages")
+        for k, message in enumerate(messages[:2]):
+            if not isinstance(message, Mapping) or not isinstance(message.get("text"), str):
+                raise MixError(f"{where}: field 'conversations[{k}].text' missing or not a string")
+        return messages[0]["text"], messages[1]["text"]
+    fields = {"prompt_completion": ("prompt", "completion"), "instruction_response": ("instruction", "response"),
+              "commit": ("subject", "old_contents", "new_contents")}[fmt]
     for name in fields:
         if not isinstance(row.get(name), str):
             raise MixError(f"{where}: field {name!r} missing or not a string (format {fmt})")

@@ -29,6 +29,10 @@ from .evaluation.benchmarks import EVALPLUS_RELEASES
 from .fetch import FetchError, fetch_pinned, find_in_mirrors
 
 _RAW_GITHUB = re.compile(r"^https://raw\.githubusercontent\.com/([^/]+/[^/]+)/([0-9a-f]{7,40})/(.+)$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+#: What a value still to be filled in looks like: ``<40-hex commit>``, ``...``, TODO.
+_PLACEHOLDER = re.compile(r"<[^>]*>|\.\.\.|\bTODO\b|\bFIXME\b|\bXXX\b")
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ def config_pins(config: Mapping[str, Any]) -> list[Pin]:
 
 
 def octopack_pins(config: Mapping[str, Any]) -> dict[str, Pin]:
-    """``"humanevalpack-<language>" | "oasst" -> Pin`` of the ``octopack`` section. Each file
+    """``"humanevalpack-<language>" | "oasstcommitpackft" -> Pin`` of the ``octopack`` section. Each file
     has a cache directory of its own: the six HumanEvalPack files share one base name."""
     octopack = config.get("octopack") or {}
     mirrors = tuple(octopack.get("mirrors") or ())
@@ -107,8 +111,9 @@ def octopack_pins(config: Mapping[str, Any]) -> dict[str, Pin]:
     for language, section in (octopack.get("humanevalpack") or {}).items():
         name = f"humanevalpack-{language}"
         out[name] = Pin.from_section(f"octopack.{name}", section, mirrors, f"{cache_dir}/{name}")
-    if octopack.get("oasst"):
-        out["oasst"] = Pin.from_section("octopack.oasst", octopack["oasst"], mirrors, f"{cache_dir}/oasst")
+    if octopack.get("oasstcommitpackft"):
+        out["oasstcommitpackft"] = Pin.from_section("octopack.oasstcommitpackft", octopack["oasstcommitpackft"],
+                                                    mirrors, f"{cache_dir}/oasstcommitpackft")
     return out
 
 
@@ -160,6 +165,10 @@ def check_pin(
     require_mirror: bool = False,
 ) -> PinReport:
     problems: list[str] = []
+    if not _SHA256.match(pin.sha256):
+        problems.append(f"sha256 {pin.sha256!r} is not 64 hex digits (a placeholder?)")
+    if _PLACEHOLDER.search(pin.url):
+        problems.append(f"the URL {pin.url!r} holds a placeholder")
     match = _RAW_GITHUB.match(pin.url)
     if match:
         repo, commit, path = match.groups()
@@ -202,3 +211,26 @@ def check_pins(
                   require_mirror=require_mirror)
         for pin in config_pins(config)
     ]
+
+
+@dataclass(frozen=True)
+class HubPin:
+    """A Hub dataset the config names by repository and revision (a mix source of kind hub)."""
+
+    key: str
+    dataset: str
+    revision: str
+
+    def problems(self) -> tuple[str, ...]:
+        """A revision must be a commit: a branch moves, a placeholder names nothing."""
+        if _COMMIT.match(self.revision):
+            return ()
+        what = "a placeholder" if _PLACEHOLDER.search(self.revision) else "not a 40-hex commit (a branch moves)"
+        return (f"{self.dataset} revision {self.revision!r} is {what}",)
+
+
+def hub_pins(config: Mapping[str, Any]) -> list[HubPin]:
+    """The Hub datasets of ``curation.mix``, in config order."""
+    mix = (config.get("curation") or {}).get("mix") or []
+    return [HubPin(f"curation.mix[{source.get('name')!r}]", str(source.get("dataset")), str(source.get("revision")))
+            for source in mix if isinstance(source, Mapping) and source.get("kind") == "hub"]

@@ -11,6 +11,14 @@ with ``evalplus.gen.util.trusted_exec(record_time=True)`` in the same sandbox, t
 sample with ``evalplus.eval.untrusted_check``. The sample runs in evalplus's forked child with
 its output swallowed; only this parent prints lines starting with ``tag``, after the child is
 gone, and the host takes the last tagged line of each part.
+
+A part that fails because a time limit fired (evalplus's wall-clock ``time_limit`` on an input,
+or its cap on a whole call) is re-checked once before its verdict is final (``job["recheck"]``):
+from the input the limit stopped at, with the reference's times measured again beside it as CPU
+time, and each input's limit, ``max(min_time_limit, factor x reference CPU time)``, applied to
+the sample's CPU time (``ITIMER_PROF``), with a wall-clock limit of that times the slowdown a
+fixed spin just measured (for a sample that waits instead of computing). CPU time is what a busy machine does not inflate, so the re-check gives the
+idle machine's verdict; on an idle machine it is the same limit as the first check's.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from typing import Any
 
 def _cap_calls(job: dict[str, Any]) -> None:
     """evalplus's cap per call (its EVALPLUS_TIMEOUT_PER_TASK, which 0.2.1 reads as a string and
-    cannot use): tests lower it to reach the resumption in :func:`_check_part` in seconds."""
+    cannot use): tests lower it to reach the resumption in :func:`_checks` in seconds."""
     import evalplus.eval as ev
 
     class CapOs:  # the real os (reliability_guard's changes included) but for one variable
@@ -40,6 +48,82 @@ def _cap_calls(job: dict[str, Any]) -> None:
     ev.os = CapOs()
 
 
+class _Limits:
+    """What the installed ``time_limit`` does (set in the parent before evalplus forks its child,
+    which inherits it) and whether a limit fired in the child (shared memory)."""
+
+    def __init__(self) -> None:
+        import multiprocessing
+
+        self.fired = multiprocessing.RawValue("i", 0)
+        self.cpu = False  # re-check: limits apply to CPU time
+        self.slowdown = 1.0  # re-check: wall-clock limit = CPU limit x this
+
+
+def _watch_time_limits(limits: _Limits) -> None:
+    """Replace evalplus's ``time_limit`` (looked up in its module by ``unsafe_execute``, and by
+    :func:`_release_checker`'s copy) with one that records that it fired and, in a re-check,
+    limits the CPU time too."""
+    import contextlib
+    import signal
+
+    import evalplus.eval as ev
+    from evalplus.eval.utils import TimeoutException
+
+    wall_limit = ev.time_limit
+
+    @contextlib.contextmanager
+    def cpu_limit(seconds: float) -> Any:
+        def handler(signum: int, frame: Any) -> None:
+            raise TimeoutException("Timed out (CPU time)!")
+
+        signal.signal(signal.SIGPROF, handler)
+        signal.setitimer(signal.ITIMER_PROF, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_PROF, 0)
+
+    @contextlib.contextmanager
+    def time_limit(seconds: float) -> Any:
+        try:
+            if limits.cpu:
+                with wall_limit(seconds * limits.slowdown), cpu_limit(seconds):
+                    yield
+            else:
+                with wall_limit(seconds):
+                    yield
+        except TimeoutException:
+            limits.fired.value = 1
+            raise
+
+    ev.time_limit = time_limit
+
+
+def _reference_cpu_times(job: dict[str, Any], inputs: list[Any]) -> list[float]:
+    """The reference's CPU time per input. evalplus's ``trusted_exec`` records wall-clock time
+    only, hence this loop (its own, with the clock changed)."""
+    globals_: dict[str, Any] = {}
+    exec(job["reference"], globals_)
+    fn = globals_[job["entry_point"]]
+    cpu: list[float] = []
+    for inp in copy.deepcopy(inputs):
+        c0 = time.process_time()
+        fn(*inp)
+        cpu.append(time.process_time() - c0)
+    return cpu
+
+
+def _slowdown(cpu_s: float = 0.1) -> float:
+    """Wall-clock seconds per CPU second of a spin now (at least 1): how much a busy machine
+    stretches this process's time. A fixed spin, not the reference's run, whose inputs often
+    take less than the CPU clock resolves."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    while time.process_time() - c0 < cpu_s:
+        pass
+    return max(1.0, (time.perf_counter() - w0) / (time.process_time() - c0))
+
+
 def _release_checker(job: dict[str, Any]) -> None:
     """evalplus 25e195e0's ``unsafe_execute`` as the release ran it (see ``score.CHECKERS``): its
     special oracles, set equality for ``MBPP_OUTPUT_SET_EQ_TASKS``, and an exact comparison
@@ -47,7 +131,7 @@ def _release_checker(job: dict[str, Any]) -> None:
     this replaces it."""
     import evalplus.eval as ev
     from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS, _poly
-    from evalplus.eval.utils import create_tempdir, reliability_guard, swallow_io, time_limit
+    from evalplus.eval.utils import create_tempdir, reliability_guard, swallow_io
 
     def release_execute(dataset: str, entry_point: str, code: str, inputs: list[Any], expected: list[Any],
                         time_limits: list[float], atol: float, fast_check: bool, stat: Any, details: Any,
@@ -64,7 +148,7 @@ def _release_checker(job: dict[str, Any]) -> None:
                     fn = exec_globals[entry_point]
                 for i, inp in enumerate(inputs):
                     try:
-                        with time_limit(time_limits[i]):
+                        with ev.time_limit(time_limits[i]):  # :func:`_watch_time_limits`'s
                             with swallow_io():
                                 out = fn(*inp)
                         exp = expected[i]
@@ -98,9 +182,9 @@ def _release_checker(job: dict[str, Any]) -> None:
     ev.unsafe_execute = release_execute
 
 
-def _check_part(job: dict[str, Any], part: str, inputs: list[Any], expected: list[Any],
-                ref_time: list[float]) -> tuple[str, int, int]:
-    """``(status, inputs finished, calls)`` of the sample on one part.
+def _checks(job: dict[str, Any], inputs: list[Any], expected: list[Any],
+            ref_time: list[float]) -> tuple[str, int, int]:
+    """``(status, inputs finished, calls)`` of the sample on ``inputs``.
 
     evalplus caps one call at min(60 s, sum of the inputs' limits) + 1 s: an absolute cap that a
     slow or loaded machine hits although every input stays within its own limit (Mbpp/599). A
@@ -125,6 +209,28 @@ def _check_part(job: dict[str, Any], part: str, inputs: list[Any], expected: lis
         start = done
 
 
+def _check_part(job: dict[str, Any], limits: _Limits, inputs: list[Any], expected: list[Any],
+                ref_time: list[float]) -> tuple[str, int, int, dict[str, Any] | None]:
+    """:func:`_checks` on a part, then, where a time limit decided a failure, the re-check (see
+    the module's docstring): ``(status, inputs finished, calls, the re-check's facts or None)``."""
+    limits.fired.value = 0
+    status, done, calls = _checks(job, inputs, expected, ref_time)
+    if status == "pass" or not job["recheck"] or not (status == "timeout" or limits.fired.value) or not inputs:
+        return status, done, calls, None
+    t0 = time.perf_counter()
+    done = min(done, len(inputs) - 1)  # a call stopped after its last input: that input again
+    slowdown = _slowdown()
+    cpu = _reference_cpu_times(job, inputs[done:])
+    limits.cpu, limits.slowdown = True, slowdown
+    try:
+        again, more, more_calls = _checks(job, inputs[done:], expected[done:], cpu)
+    finally:
+        limits.cpu, limits.slowdown = False, 1.0
+    recheck = {"first": status, "at": done, "status": again, "slowdown": round(slowdown, 3),
+               "seconds": round(time.perf_counter() - t0, 3)}
+    return again, done + more, calls + more_calls, recheck
+
+
 def run(blob: str, tag: str) -> None:
     """Score the job ``blob`` describes, printing one ``tag``-prefixed JSON line per part."""
     t0 = time.perf_counter()
@@ -139,6 +245,8 @@ def run(blob: str, tag: str) -> None:
         _cap_calls(job)
     if job["checker"] == "release":
         _release_checker(job)
+    limits = _Limits()
+    _watch_time_limits(limits)
     for part in ("base", "plus"):
         inputs = job[part + "_input"]
         t_part = time.perf_counter()
@@ -154,11 +262,12 @@ def run(blob: str, tag: str) -> None:
             print(tag + json.dumps({"part": part, "error": error}), flush=True)
             raise SystemExit(3) from None
         t_check = time.perf_counter()
-        status, done, calls = _check_part(job, part, inputs, expected, ref_time)
+        status, done, calls, recheck = _check_part(job, limits, inputs, expected, ref_time)
         t_end = time.perf_counter()
         # where the time went (the sidecar's timing.phases): this part's start, its ground truth's
         # run, its checks (evalplus's fork per call, shared memory, the sample's run) and the end
         print(tag + json.dumps({"part": part, "status": status, "n_details": done,
                                 "gt_seconds": sum(ref_time), "started": t_part - t0,
                                 "gt_wall": t_check - t_part, "check_wall": t_end - t_check,
-                                "calls": calls, "elapsed": t_end - t0}), flush=True)
+                                "calls": calls, "elapsed": t_end - t0,
+                                **({"recheck": recheck} if recheck else {})}), flush=True)

@@ -153,6 +153,10 @@ class ScoreParams:
     gvisor_platform: str | None = None
     image: str | None = None  # backend podman's sandbox image (None: localhost/selfalign/sandbox)
     checker: str = "evalplus-0.2.1"  # or "release" (see CHECKERS)
+    recheck_time_limits: bool = True
+    """A part failed by a time limit is checked once more on CPU time before it is final (see
+    :mod:`.evalplus_job`), so a busy machine gives the idle machine's verdicts; False: evalplus's
+    one wall-clock check."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScoreParams:
@@ -295,6 +299,7 @@ def build_job(dataset: str, task: JsonObj, solution: str, params: ScoreParams, s
         "gt_time_limit_factor": params.gt_time_limit_factor,
         "call_cap_s": params.call_cap_s,
         "checker": params.checker,
+        "recheck": params.recheck_time_limits,
         "set_eq_tasks": list(MBPP_OUTPUT_SET_EQ_TASKS),
     }
     blob = base64.b64encode(pickle.dumps(job, protocol=4)).decode("ascii")
@@ -311,6 +316,7 @@ class TaskOutcome:
     sandbox_status: str = "none"
     attempts: int = 0
     phases: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    rechecks: list[JsonObj] = field(default_factory=list)  # each re-checked part's facts
 
 
 def _parse_lines(stdout: str, tag: str) -> dict[str, JsonObj]:
@@ -361,6 +367,8 @@ def score_task(sandbox: Any, dataset: str, task: JsonObj, solution: str | None, 
         got = parts.get(part)
         if got is not None and "status" in got:
             status = str(got["status"])
+            if isinstance(got.get("recheck"), dict):
+                outcome.rechecks.append({"task_id": task_id, "part": part, **got["recheck"]})
             outcome.gt_seconds += float(got.get("gt_seconds", 0.0))
             fails = _fail_tests(dataset, task_id, _inputs(dataset, task, part), status, int(got.get("n_details", 0)))
         elif got is not None:
@@ -464,6 +472,7 @@ class _Scoring:
                     "max_seconds": round(max(o.seconds for o in outcomes), 3),
                     "sandbox": dict(Counter(o.sandbox_status for o in outcomes if o.attempts)),
                     "retries": sum(max(0, o.attempts - 1) for o in outcomes),
+                    "rechecks": [r for o in outcomes for r in o.rechecks],
                     "phases": _sum_phases(o.phases for o in outcomes),
                 }
                 run.write(unit, [o.record for o in outcomes], stats)
@@ -587,6 +596,7 @@ def run_score(
     sandbox_counts: Counter[str] = Counter()
     for s in unit_stats:
         sandbox_counts.update(s.get("sandbox", {}))
+    rechecks = [r for s in unit_stats for r in s.get("rechecks", ())]
     meta: JsonObj = {
         "counts": {"tasks": n, "samples": len(solutions_in_scope), "missing_samples": missing,
                    "base_passed": base, "plus_passed": plus,
@@ -603,6 +613,10 @@ def run_score(
         "sandbox": {"verdicts": dict(sorted(sandbox_counts.items())),
                     "retries": sum(s.get("retries", 0) for s in unit_stats),
                     "units": n_units, "units_resumed": resumed},
+        # parts a time limit failed, checked again on CPU time (see evalplus_job): how many, how
+        # many passed the re-check (a first check the machine's load decided), and each one
+        "rechecks": {"parts": len(rechecks), "passed": sum(r["status"] == "pass" for r in rechecks),
+                     "each": rechecks},
         "inputs": [str(samples_path), str(release.path), *([str(published)] if published else [])],
         "params": {"dataset": dataset, "version": release.version, "limit": limit,
                    "data": data.to_dict(), "sandbox": params.to_dict()},
