@@ -455,6 +455,17 @@ def cmd_octopack_self_check(args: argparse.Namespace) -> None:
     print((Path(args.out) / "table.md").read_text())
 
 
+def cmd_octopack_score(args: argparse.Namespace) -> None:
+    from .octopack import execute, humanevalpack, score
+
+    params = execute.PackSandboxParams.from_dict(parse_params(args.sandbox) if args.sandbox else {})
+    languages = args.languages or list(humanevalpack.LANGUAGES)
+    files = humanevalpack.find_files(args.data, languages)
+    score.score_samples(args.samples, files, args.kind, args.out, params, limit=args.limit, ks=args.k,
+                        show_progress=not args.no_progress)
+    print((Path(args.out) / "table.md").read_text())
+
+
 def cmd_lock(args: argparse.Namespace) -> None:
     from .audit.verify import make_lock
 
@@ -695,6 +706,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sandbox", help="octopack sandbox parameters (JSON or @file)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_octopack_self_check)
+    p = octo_sub.add_parser("score", help="score samples (completions or the harness's generations) "
+                            "of one HumanEvalPack task kind in the sandbox: pass@k per language")
+    p.add_argument("--samples", required=True, help="JSONL: language, task_id, completions | generations")
+    p.add_argument("--kind", required=True, choices=["synthesize", "fixtests", "fixdocs", "explainsynthesize"],
+                   help="the task the samples answer (post-processing follows it)")
+    p.add_argument("--data", required=True, help="directory of humanevalpack-<language>.jsonl[.gz]")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--languages", nargs="*", help="default: all six")
+    p.add_argument("--limit", type=int, help="first N tasks per language")
+    p.add_argument("-k", type=int, nargs="+", default=[1, 10, 100], help="pass@k for each k the samples allow")
+    p.add_argument("--sandbox", help="octopack sandbox parameters (JSON or @file)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_octopack_score)
 
     seeds = sub.add_parser("seeds", help="seed-function stages (The Stack -> filtered seeds)")
     seeds_sub = seeds.add_subparsers(dest="seeds_command", required=True)
