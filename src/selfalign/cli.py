@@ -455,6 +455,25 @@ def cmd_octopack_self_check(args: argparse.Namespace) -> None:
     print((Path(args.out) / "table.md").read_text())
 
 
+def cmd_octopack_generate(args: argparse.Namespace) -> None:
+    from .octopack import generate, humanevalpack
+    from .serving import ServingSettings
+
+    started = time.time()
+    settings_params = parse_params(args.params)
+    gen_params = parse_params(args.gen_params) if args.gen_params else {}
+    files = humanevalpack.find_files(args.data, args.languages or list(humanevalpack.LANGUAGES))
+    stats = generate.generate_pack_samples(
+        files, args.kind, args.out, ServingSettings.from_dict(settings_params), generate.PackGenParams(**gen_params),
+        limit=args.limit, descriptions_path=args.descriptions, model_dir=args.model_dir,
+        server_log=Path(args.server_log) if args.server_log else None, base_url=args.base_url,
+        show_progress=not args.no_progress,
+    )
+    finish(Path(args.out), stats, stage=f"octopack.generate.{args.kind}",
+           inputs=[*files.values(), *([args.descriptions] if args.descriptions else [])],
+           params={"serving": settings_params, "generation": gen_params, "limit": args.limit}, started=started)
+
+
 def cmd_octopack_score(args: argparse.Namespace) -> None:
     from .octopack import execute, humanevalpack, score
 
@@ -706,6 +725,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sandbox", help="octopack sandbox parameters (JSON or @file)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_octopack_self_check)
+    p = octo_sub.add_parser("generate", help="HumanEvalPack samples of one task kind from a checkpoint, "
+                            "through the serving path (one request per task, n choices)")
+    p.add_argument("--kind", required=True, choices=["synthesize", "fixtests", "fixdocs", "explaindescribe",
+                                                      "explainsynthesize"], help="the HumanEvalPack task")
+    p.add_argument("--data", required=True, help="directory of humanevalpack-<language>.jsonl[.gz]")
+    p.add_argument("--out", required=True, help="samples JSONL (what `octopack score` reads)")
+    p.add_argument("--languages", nargs="*", help="default: all six")
+    p.add_argument("--limit", type=int, help="first N tasks per language")
+    p.add_argument("--gen-params", help="format, max_tokens, temperature, top_p, n, seed (JSON or @file)")
+    p.add_argument("--descriptions", help="explainsynthesize: the explaindescribe samples")
+    p.add_argument("--model-dir", default=None, help="the checkpoint directory to serve")
+    p.add_argument("--server-log", default=None, help="where the started server logs")
+    p.add_argument("--base-url", default=None, help="use this running server instead of starting one")
+    _add_common(p)
+    p.set_defaults(func=cmd_octopack_generate)
     p = octo_sub.add_parser("score", help="score samples (completions or the harness's generations) "
                             "of one HumanEvalPack task kind in the sandbox: pass@k per language")
     p.add_argument("--samples", required=True, help="JSONL: language, task_id, completions | generations")

@@ -10,7 +10,8 @@ Each completion is post-processed as the harness does for the task kind
 (:func:`~selfalign.octopack.humanevalpack.postprocess`), assembled into the language's test
 program (:func:`~selfalign.octopack.humanevalpack.check_program`) and run by
 :func:`~selfalign.octopack.execute.run_programs` (gVisor by default), one verdict per sample.
-A task of the task file without a line in the samples counts as ``missing``: its samples are
+A task of the task file without a line in the samples (or whose line is a request the server
+refused: an ``error`` and no completions) counts as ``missing``: its samples are
 ``n`` failures, ``n`` being the most samples any task has (so a task that could not be generated
 lowers the score instead of vanishing). A completion whose program cannot be assembled (a Go
 import outside the harness's helper) fails with reason ``build:<what>``.
@@ -70,6 +71,8 @@ def read_samples(path: str | Path, tasks: Mapping[str, Sequence[Task]], kind: st
             continue  # a language not asked for
         if task_id not in known[language]:
             continue  # outside the limit, or not a task of this file: scored nowhere
+        if row.get("error") and row.get("completions") == []:
+            continue  # a request the server refused (octopack.generate): a missing task, counted
         texts = [row.get(name) for name in ("completions", "generations")]
         if sum(t is not None for t in texts) != 1:
             raise RecordError(path, lineno, "needs exactly one of 'completions' and 'generations'")
