@@ -82,6 +82,8 @@ rule all:
         f"{RESULTS}/README.md",
         f"{RESULTS}/checkpoint",
         f"{RESULTS}/eval/table.md",
+        # HumanEvalPack on the checkpoint, when octopack.eval.enabled
+        OCTO_TABLE,
         f"{RESULTS}/report/index.html",
         f"{RESULTS}/report/report.json",
         # a run with a lock file (the tiny profile's) ends by checking its bytes against it

@@ -122,6 +122,18 @@ def rescore_inputs(wc):
 # OctoPack (config octopack:): its pinned files and the self-check's languages.
 OCTO = config.get("octopack") or {}
 OCTO_LANGUAGES = list((OCTO.get("selfcheck") or {}).get("languages") or [])
+# ... and HumanEvalPack on this run's checkpoint (octopack.eval): every task kind, each language.
+OCTO_EVAL = OCTO.get("eval") or {}
+OCTO_EVAL_LANGUAGES = list(OCTO_EVAL.get("languages") or [])
+OCTO_KINDS = ["synthesize", "fixtests", "fixdocs", "explaindescribe", "explainsynthesize"]
+OCTO_SCORED = [k for k in OCTO_KINDS if k != "explaindescribe"]  # explaindescribe writes text, not code
+OCTO_TABLE = [f"{RESULTS}/octopack/table.md"] if OCTO_EVAL.get("enabled") else []
+
+
+def octopack_descriptions(wc):
+    """explainsynthesize reads the explaindescribe samples: the describe step's output is its only
+    view of the task."""
+    return [f"{RESULTS}/octopack/explaindescribe/samples.jsonl"] if wc.kind == "explainsynthesize" else []
 
 
 def octopack_pin(name):

@@ -38,6 +38,8 @@ rule report:
             *REPORT_DROPPED,
         ],
         verdict=VERDICT,
+        # HumanEvalPack's table, when octopack.eval.enabled
+        humanevalpack=[f"{RESULTS}/octopack/table.json"] if OCTO_TABLE else [],
     output:
         html=report(
             f"{RESULTS}/report/index.html",
@@ -57,6 +59,7 @@ rule report:
         results=lambda wildcards, output: os.path.dirname(os.path.dirname(output.html)),
         run=RUN,
         verdict=lambda wildcards, input: f"--verdict {input.verdict}" if input.verdict else "",
+        humanevalpack=lambda wildcards, input: f"--humanevalpack {input.humanevalpack}" if input.humanevalpack else "",
     log:
         f"{RESULTS}/logs/report.log",
     benchmark:
@@ -69,7 +72,8 @@ rule report:
     shell:
         "selfalign report --results {params.results} --run-name {params.run} --config {params.config:q}"
         " --eval {input.scores} --eval-table {input.table} --files {input.files}"
-        " --html {output.html} --json {output.json} --svg {output.svg} {params.verdict} > {log} 2>&1"
+        " --html {output.html} --json {output.json} --svg {output.svg} {params.verdict} {params.humanevalpack}"
+        " > {log} 2>&1"
 
 
 if config["verify"]["lock"]:
@@ -82,6 +86,7 @@ if config["verify"]["lock"]:
             scores=rules.report.input.scores,
             table=rules.report.input.table,
             files=rules.report.input.files,
+            humanevalpack=rules.report.input.humanevalpack,
             lock=config["verify"]["lock"],
         output:
             f"{RESULTS}/verify.json",

@@ -59,6 +59,8 @@ def test_samples_are_scored_per_language_with_pass_at_k_and_missing_tasks(tmp_pa
     assert "| python | 2 | 2 | 50.0 | 0 |" in table and "| js | 2 | 2 | 50.0 | 1 |" in table
     meta = json.loads((tmp_path / "out" / "verdicts.jsonl.meta.json").read_text())
     assert meta["counts"] == {"samples": 8, "passed": 4, "missing_tasks": 1}
+    assert meta["stats"]["program_seconds"] > 0  # timings in the sidecar, not in the verdicts
+    assert all(set(r) == {"language", "task_id", "sample", "status", "reason"} for r in rows)
 
 
 def test_a_bad_samples_line_is_named(tmp_path: Path) -> None:

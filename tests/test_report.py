@@ -364,7 +364,9 @@ def test_tiny_dry_run_ends_in_the_report(tmp_path: Path) -> None:
     assert "--html results/tiny/report/index.html --json results/tiny/report/report.json" in command
     # the bytes are checked against the lock first, so the report shows the verdict; not strict
     # by default (a divergence is a result), strict with profiles/tiny/strict.yaml (CI, e2e)
-    assert command.rstrip().endswith("--verdict results/tiny/verify.json > results/tiny/logs/report.log 2>&1")
+    # ... and HumanEvalPack's table is in it (the tiny profile has octopack.eval.enabled)
+    assert command.rstrip().endswith("--verdict results/tiny/verify.json --humanevalpack results/tiny/octopack/table.json"
+                                     " > results/tiny/logs/report.log 2>&1")
     out = result.stdout
     assert out.index("selfalign verify results/tiny") < out.index("selfalign report ")
     assert "--strict" not in next(line for line in out.splitlines() if "selfalign verify " in line)
@@ -391,3 +393,23 @@ def test_the_page_shows_the_runs_verdict_against_its_lock(demo: Path) -> None:
     page = (out / "index.html").read_text()
     assert "<b>Bytes against the lock:</b> not verified: " in page and "first divergence: README.md" in page
     assert _report(demo)["verification"] is None
+
+
+def test_the_page_shows_humanevalpack_beside_octocoder(demo: Path) -> None:
+    from selfalign.octopack.results import build_table
+
+    entry = {"tasks": 2, "samples_per_task": 1, "passed": 1, "missing_tasks": 0, "pass_at_k": {"pass@1": 0.5}}
+    table = build_table({"synthesize": {"kind": "synthesize", "backend": "gvisor", "limit": 2,
+                                        "languages": {"python": entry, "rust": entry}}})
+    path = demo / "table.json"
+    path.write_text(json.dumps(table))
+    report = _report(demo, humanevalpack=path)
+    assert report["humanevalpack"] == table
+    out = demo / RUN / "report"
+    write_report(report, html_out=out / "index.html", json_out=out / "report.json", svg_out=out / "funnel.svg")
+    page = (out / "index.html").read_text()
+    assert "HumanEvalPack (OctoPack)" in page and "the first 2 tasks per language" in page
+    assert ('<td>HumanEvalSynthesize</td><td>Python</td><td class="n">2</td><td class="n">50.0</td>'
+            '<td class="n">-</td><td class="n">46.2</td>') in page
+    assert '<td>average</td><td class="n">4</td><td class="n">50.0</td><td class="n">-</td><td class="n">35.5</td>' in page
+    assert _report(demo)["humanevalpack"] is None

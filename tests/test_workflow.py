@@ -53,7 +53,27 @@ def test_paper_dry_run_lists_seed_jobs_fast(workdir: Path) -> None:
     # the chain ends in a checkpoint scored on both benchmarks
     assert counts["train"] == 1 and counts["eval_table"] == 1
     assert counts["eval_generate"] == 2 and counts["eval_score"] == 2
+    assert "octopack_generate" not in counts  # HumanEvalPack is not the release's: octopack.eval.enabled
     assert elapsed < 10, f"paper dry run took {elapsed:.1f}s"
+
+
+def test_paper_humanevalpack_target_scores_every_task_and_chains_explain(workdir: Path) -> None:
+    result = run(["-n", "-p", "octopack_eval"], workdir, timeout=60)
+    assert result.returncode == 0, result.stdout
+    counts = _job_counts(result.stdout)
+    assert (counts["octopack_data"], counts["octopack_generate"], counts["octopack_score"], counts["octopack_table"]) == (
+        6, 5, 4, 1)
+    lines = result.stdout.splitlines()
+    generate = {kind: next(line for line in lines if f"selfalign octopack generate --kind {kind} " in line)
+                for kind in ("synthesize", "fixtests", "fixdocs", "explaindescribe", "explainsynthesize")}
+    # the checkpoint served by vLLM, greedy by default; explain's second step reads the first's samples
+    assert all("--model-dir results/paper/checkpoint" in line and '"backend": "vllm"' in line for line in generate.values())
+    assert '"temperature": 0.0' in generate["synthesize"] and "--limit" not in generate["synthesize"]
+    assert "--descriptions results/paper/octopack/explaindescribe/samples.jsonl" in generate["explainsynthesize"]
+    assert not any("--descriptions" in generate[k] for k in ("synthesize", "fixtests", "fixdocs", "explaindescribe"))
+    assert "selfalign octopack score --kind explainsynthesize --samples results/paper/octopack/explainsynthesize/" in (
+        result.stdout)
+    assert "selfalign octopack table --inputs results/paper/octopack/synthesize/summary.json" in result.stdout
 
 
 def test_paper_generation_jobs_start_vllm_on_a_gpu(workdir: Path) -> None:
@@ -239,7 +259,7 @@ def _digests_overlay() -> str:
 def test_each_rule_runs_in_its_image(workdir: Path, tmp_path: Path) -> None:
     containers = _rule_containers(workdir, tmp_path, _digests_overlay())
     gpu_rules = {f"generate_{s}_shard" for s in ("judge", "concepts", "instructions", "responses")}
-    gpu_rules.add("eval_generate")
+    gpu_rules |= {"eval_generate", "octopack_generate"}
     assert gpu_rules <= set(containers) and "train" in containers and "sft" in containers
     for rule, image in containers.items():
         expected = "vllm" if rule in gpu_rules else "train" if rule == "train" else "pipeline"
@@ -252,7 +272,7 @@ def test_cpu_serving_generates_in_the_pipeline_image(workdir: Path, tmp_path: Pa
     containers = _rule_containers(workdir, tmp_path, _digests_overlay(),
                                   "serving: {backend: endpoint, endpoint: 'http://gpu:8000'}\n")
     assert containers["generate_responses_shard"] == _DIGESTS["pipeline"]
-    assert containers["eval_generate"] == _DIGESTS["pipeline"]
+    assert containers["eval_generate"] == containers["octopack_generate"] == _DIGESTS["pipeline"]
     assert containers["train"] == _DIGESTS["train"]
 
 

@@ -396,6 +396,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         files=args.files,
         verify=args.verify_hashes,
         verdict=args.verdict,
+        humanevalpack=args.humanevalpack,
     )
     write_report(report, html_out=args.html, json_out=args.json, svg_out=args.svg)
     sidecars = [a["sidecar"] for a in report["artifacts"] if "sidecar" in a]
@@ -438,48 +439,60 @@ def cmd_toolchains_build(args: argparse.Namespace) -> None:
 
 
 def cmd_octopack_self_check(args: argparse.Namespace) -> None:
-    from .octopack import execute, humanevalpack
+    from .octopack import execute
 
     sandbox = parse_params(args.sandbox) if args.sandbox else {}
     if args.workers is not None:
         sandbox["workers"] = args.workers
     params = execute.PackSandboxParams.from_dict(sandbox)
-    if args.files:
-        files = humanevalpack.files_by_language(args.files)
-        if args.languages:
-            files = {lang: path for lang, path in files.items() if lang in args.languages}
-    else:
-        languages = args.languages or list(humanevalpack.LANGUAGES)
-        files = humanevalpack.find_files(args.data, languages)
+    files = _pack_files(args)
     execute.self_check(files, args.out, params, limit=args.limit, show_progress=not args.no_progress)
     print((Path(args.out) / "table.md").read_text())
 
 
+def _pack_files(args: argparse.Namespace) -> dict[str, Path]:
+    """HumanEvalPack task files by language, from --files or --data, narrowed to --languages."""
+    from .octopack import humanevalpack
+
+    if args.files:
+        files = humanevalpack.files_by_language(args.files)
+        return {lang: path for lang, path in files.items() if not args.languages or lang in args.languages}
+    return humanevalpack.find_files(args.data, args.languages or list(humanevalpack.LANGUAGES))
+
+
+def cmd_octopack_table(args: argparse.Namespace) -> None:
+    from .octopack import results
+
+    results.write_table(args.inputs, args.out, args.json)
+    print(Path(args.out).read_text())
+
+
 def cmd_octopack_generate(args: argparse.Namespace) -> None:
-    from .octopack import generate, humanevalpack
+    from .octopack import generate
     from .serving import ServingSettings
 
     started = time.time()
     settings_params = parse_params(args.params)
     gen_params = parse_params(args.gen_params) if args.gen_params else {}
-    files = humanevalpack.find_files(args.data, args.languages or list(humanevalpack.LANGUAGES))
+    files = _pack_files(args)
+    sampling = generate.PackGenParams(**gen_params)
     stats = generate.generate_pack_samples(
-        files, args.kind, args.out, ServingSettings.from_dict(settings_params), generate.PackGenParams(**gen_params),
+        files, args.kind, args.out, ServingSettings.from_dict(settings_params), sampling,
         limit=args.limit, descriptions_path=args.descriptions, model_dir=args.model_dir,
         server_log=Path(args.server_log) if args.server_log else None, base_url=args.base_url,
         show_progress=not args.no_progress,
     )
     finish(Path(args.out), stats, stage=f"octopack.generate.{args.kind}",
-           inputs=[*files.values(), *([args.descriptions] if args.descriptions else [])],
-           params={"serving": settings_params, "generation": gen_params, "limit": args.limit}, started=started)
+           inputs=[*files.values(), *([args.descriptions] if args.descriptions else []),
+                   *[p for p in ([Path(args.model_dir) / "model.safetensors"] if args.model_dir else []) if p.exists()]],
+           params={"serving": settings_params, "generation": sampling.to_dict(), "limit": args.limit}, started=started)
 
 
 def cmd_octopack_score(args: argparse.Namespace) -> None:
-    from .octopack import execute, humanevalpack, score
+    from .octopack import execute, score
 
     params = execute.PackSandboxParams.from_dict(parse_params(args.sandbox) if args.sandbox else {})
-    languages = args.languages or list(humanevalpack.LANGUAGES)
-    files = humanevalpack.find_files(args.data, languages)
+    files = _pack_files(args)
     score.score_samples(args.samples, files, args.kind, args.out, params, limit=args.limit, ks=args.k,
                         show_progress=not args.no_progress)
     print((Path(args.out) / "table.md").read_text())
@@ -729,7 +742,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "through the serving path (one request per task, n choices)")
     p.add_argument("--kind", required=True, choices=["synthesize", "fixtests", "fixdocs", "explaindescribe",
                                                       "explainsynthesize"], help="the HumanEvalPack task")
-    p.add_argument("--data", required=True, help="directory of humanevalpack-<language>.jsonl[.gz]")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data", help="directory of humanevalpack-<language>.jsonl[.gz]")
+    where.add_argument("--files", nargs="+", help="task files named humanevalpack-<language>.jsonl[.gz]")
     p.add_argument("--out", required=True, help="samples JSONL (what `octopack score` reads)")
     p.add_argument("--languages", nargs="*", help="default: all six")
     p.add_argument("--limit", type=int, help="first N tasks per language")
@@ -745,7 +760,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", required=True, help="JSONL: language, task_id, completions | generations")
     p.add_argument("--kind", required=True, choices=["synthesize", "fixtests", "fixdocs", "explainsynthesize"],
                    help="the task the samples answer (post-processing follows it)")
-    p.add_argument("--data", required=True, help="directory of humanevalpack-<language>.jsonl[.gz]")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data", help="directory of humanevalpack-<language>.jsonl[.gz]")
+    where.add_argument("--files", nargs="+", help="task files named humanevalpack-<language>.jsonl[.gz]")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--languages", nargs="*", help="default: all six")
     p.add_argument("--limit", type=int, help="first N tasks per language")
@@ -753,6 +770,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sandbox", help="octopack sandbox parameters (JSON or @file)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_octopack_score)
+    p = octo_sub.add_parser("table", help="the HumanEvalPack table: every scored task x language from the "
+                            "score summaries, OctoCoder's published pass@1 beside")
+    p.add_argument("--inputs", nargs="+", required=True, help="summary.json of each `octopack score` run")
+    p.add_argument("--out", required=True, help="table.md")
+    p.add_argument("--json", required=True, help="table.json")
+    p.set_defaults(func=cmd_octopack_table)
 
     seeds = sub.add_parser("seeds", help="seed-function stages (The Stack -> filtered seeds)")
     seeds_sub = seeds.add_subparsers(dest="seeds_command", required=True)
@@ -874,6 +897,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="the run's merged config (JSON or @file)")
     p.add_argument("--eval", nargs="*", default=[], help="score files of `eval score` (eval/*.json)")
     p.add_argument("--eval-table", default=None, help="eval/table.md, checked against the score files")
+    p.add_argument("--humanevalpack", default=None, help="octopack/table.json: HumanEvalPack beside OctoCoder")
     p.add_argument("--files", nargs="*", default=[], help="artifacts without a sidecar, hashed by the report")
     p.add_argument("--html", required=True, help="the page to write (report/index.html)")
     p.add_argument("--json", required=True, help="the machine-readable report (report/report.json)")

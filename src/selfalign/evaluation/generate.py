@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from ..config import check_params
-from ..generation.client import CompletionRequest, CompletionResult, SamplingParams, run_generation
+from ..generation.client import (
+    CompletionRequest,
+    CompletionResult,
+    SamplingParams,
+    one_record_per_request,
+    run_generation,
+)
 from ..provenance import model_dir_digest
 from ..records import JsonObj
 from ..runtime import StageStats
@@ -159,13 +165,7 @@ def generate_samples(
 
     postprocess = benchmark(dataset).hook("postprocess")  # sample_record for EvalPlus
 
-    def make_record(request: CompletionRequest, result: CompletionResult) -> tuple[list[JsonObj], StageStats]:
-        stats = StageStats(n_in=1, n_out=1)
-        record = postprocess(dataset, by_index[request.index], result)
-        if "error" in record:
-            log.warning("%s: request failed: %s", request.id, record["error"])
-            stats.extra["failed_requests"] = 1
-        return [record], stats
+    make_record = one_record_per_request(lambda request, result: postprocess(dataset, by_index[request.index], result))
 
     value = {
         "version": EVAL_GENERATE_VERSION,

@@ -504,6 +504,22 @@ async def wait_for_server_async(
 MakeRecord = Callable[[CompletionRequest, CompletionResult], tuple[list[JsonObj], StageStats]]
 
 
+def one_record_per_request(build: Callable[[CompletionRequest, CompletionResult], JsonObj]) -> MakeRecord:
+    """A :data:`MakeRecord` for the evaluation stages, which keep one record per request whatever
+    its outcome: a record with an ``error`` (a request the server refused) is warned about and
+    counted as ``failed_requests``, never dropped (its task is scored as a failure)."""
+
+    def make_record(request: CompletionRequest, result: CompletionResult) -> tuple[list[JsonObj], StageStats]:
+        stats = StageStats(n_in=1, n_out=1)
+        record = build(request, result)
+        if "error" in record:
+            log.warning("%s: request failed: %s", request.id, record["error"])
+            stats.extra["failed_requests"] = 1
+        return [record], stats
+
+    return make_record
+
+
 def _request_digest(request: CompletionRequest) -> bytes:
     return hashlib.sha256(dumps(request.to_json()).encode("utf-8")).digest()
 

@@ -26,7 +26,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..generation.client import CompletionRequest, CompletionResult, SamplingParams, run_generation
+from ..generation.client import (
+    CompletionRequest,
+    CompletionResult,
+    SamplingParams,
+    one_record_per_request,
+    run_generation,
+)
 from ..provenance import model_dir_digest
 from ..records import JsonObj, RecordError, iter_jsonl, sha256_file
 from ..runtime import StageStats
@@ -146,14 +152,7 @@ def generate_pack_samples(
     requests = pack_requests(tasks, kind, params, descriptions)
     by_index = [(language, task) for language in tasks for task in tasks[language]]
 
-    def make_record(request: CompletionRequest, result: CompletionResult) -> tuple[list[JsonObj], StageStats]:
-        stats = StageStats(n_in=1, n_out=1)
-        language, task = by_index[request.index]
-        record = sample_record(language, task, result)
-        if "error" in record:
-            log.warning("%s: request failed: %s", request.id, record["error"])
-            stats.extra["failed_requests"] = 1
-        return [record], stats
+    make_record = one_record_per_request(lambda request, result: sample_record(*by_index[request.index], result))
 
     value = {
         "version": PACK_GENERATE_VERSION,

@@ -134,10 +134,12 @@ class _Scoring:
                 positions.append(position)
             for position, verdict in zip(positions, run_programs(items, self.params), strict=True):
                 verdicts[position] = verdict
+            # no timings in the verdicts: the same samples give the same bytes (they are in the sidecar)
             rows = [{"language": s.language, "task_id": s.task_id, "sample": s.index,
-                     "status": verdicts[p].status, "reason": verdicts[p].reason,
-                     "seconds": round(verdicts[p].seconds, 3)} for p, s in enumerate(chosen)]
-            run.write(unit, rows, {"n_in": len(rows), "n_out": len(rows), "drops": {}})
+                     "status": verdicts[p].status, "reason": verdicts[p].reason} for p, s in enumerate(chosen)]
+            seconds = sum(v.seconds for v in verdicts.values())
+            run.write(unit, rows, {"n_in": len(rows), "n_out": len(rows), "drops": {},
+                                   "extra": {"program_seconds": round(seconds, 3)}})
             run.advance(len(rows))
 
     def summarize(self, units: list[JsonObj], run: UnitRun) -> StageStats:
@@ -203,7 +205,7 @@ def score_samples(
     key: JsonObj = {"samples_sha256": sha256_file(samples_path), "kind": kind, "limit": limit,
                     "files": {k: sha256_file(v) for k, v in sorted(task_files.items()) if k in tasks},
                     "sandbox": {k: v for k, v in params.to_dict().items() if k != "workers"}}
-    drive(_Scoring(samples, tasks, params, key), out / "verdicts.jsonl", show_progress=show_progress)
+    stats = drive(_Scoring(samples, tasks, params, key), out / "verdicts.jsonl", show_progress=show_progress)
     rows = [row for _, row in iter_jsonl(out / "verdicts.jsonl")]
     languages = summarize(rows, ks)
     summary = {"kind": kind, "backend": params.backend, "limit": limit, "languages": languages}
@@ -214,6 +216,8 @@ def score_samples(
         inputs=[samples_path, *(task_files[language] for language in tasks)],
         counts={"samples": len(rows), "passed": sum(r["status"] == "pass" for r in rows),
                 "missing_tasks": sum(e["missing_tasks"] for e in languages.values())},
+        # wall seconds of every program, summed (a resumed unit keeps its first run's)
+        extra={"stats": {"program_seconds": round(float(stats.extra.get("program_seconds", 0.0)), 3)}},
         params={"kind": kind, "limit": limit, "sandbox": params.to_dict()},
         started=started,
     )

@@ -118,6 +118,29 @@ def _eval_html(evaluation: Mapping[str, Any] | None) -> str:
     return "".join(parts)
 
 
+def _humanevalpack_html(table: Mapping[str, Any] | None) -> str:
+    """HumanEvalPack's table (octopack table.json): our pass@1 beside OctoCoder's."""
+    if not table:
+        return ""
+    from ...octopack.humanevalpack import LANGUAGE_NAME
+    from ...octopack.results import TASK_NAME
+
+    def cell(value: Any) -> str:
+        return "-" if value is None else _e(value)
+
+    rows = ([_e(TASK_NAME[r["task"]]), _e("average" if r["language"] == "avg" else LANGUAGE_NAME[r["language"]]),
+             cell(r["tasks"]), cell(r["pass@1"]), cell(r["pass@10"]), cell(r["octocoder_pass@1"])]
+            for r in table["rows"])
+    limits = [v for v in table["limits"] if v is not None]
+    scope = f"the first {', '.join(map(str, limits))} tasks per language" if limits else "all 164 tasks per language"
+    return "\n".join([
+        "<h3>HumanEvalPack (OctoPack)</h3>",
+        f"<p>pass@1 and pass@10 (%) on {_e(scope)}, scored in the sandbox; OctoCoder's published pass@1 "
+        f"beside (n = 20 at temperature 0.2). Its figures: {_e('; '.join(table['sources']))}.</p>",
+        _table(["task", "language", "tasks", "pass@1", "pass@10", "OctoCoder pass@1"], rows, numeric=(2, 3, 4, 5)),
+    ])
+
+
 def _short_hash(digest: str | None) -> str:
     return f'<span class="hash short" title="{_e(digest)}">{_e(digest[:12])}…</span>' if digest else "–"
 
@@ -282,6 +305,7 @@ def render_html(report: Mapping[str, Any], svg: str) -> str:
             _examples_html(report.get("examples", [])),
             "<h2>2. Evaluation (EvalPlus pass@1, %)</h2>",
             _eval_html(report["evaluation"]),
+            _humanevalpack_html(report.get("humanevalpack")),
             *(["<h3>Fine-tuning loss</h3>", f'<div class="plot" style="max-width:760px">{_inline_svg(loss_svg(report["loss_curve"]))}</div>']
               if report.get("loss_curve") else []),
             "<h2>3. Artifacts: hashes and provenance</h2>",
