@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from selfalign.octopack.results import OCTOCODER, build_table, render_table, write_table
+from selfalign.evaluation.benchmarks import OCTOCODER, benchmark
+from selfalign.octopack.results import build_table, render_table, write_table
 from selfalign.octopack.score import summarize
 
 
@@ -43,7 +44,9 @@ def test_the_table_has_every_task_and_language_with_octocoder_beside() -> None:
         for lang in ("python", "js", "rust", "avg")]
     python = rows[0]
     assert (python["pass@1"], python["pass@10"], python["tasks"], python["octocoder_pass@1"]) == (50.0, None, 2, 46.2)
-    assert rows[2]["octocoder_pass@1"] == 23.4  # Synthesize Rust, the model card's
+    assert rows[2]["octocoder_pass@1"] == 23.4  # Synthesize Rust, the model card's, from the registry
+    assert benchmark("humanevalsynthesize-rust").paper("OctoCoder") == {"synthesize": 23.4}
+    assert benchmark("humanevalfixtests-rust").paper("OctoCoder") == {}
     average = {r["task"]: r for r in rows if r["language"] == "avg"}
     assert average["synthesize"]["pass@1"] == 50.0 and average["synthesize"]["tasks"] == 6
     assert [average[k]["octocoder_pass@1"] for k in ("synthesize", "fixtests", "fixdocs", "explainsynthesize")] == [

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..evaluation.benchmarks import OCTOCODER, Published, benchmark
 from .humanevalpack import LANGUAGE_NAME, LANGUAGES
 
 #: The task kinds scored by running code, in the table's order.
@@ -40,27 +40,13 @@ TASK_NAME = {
 }
 
 
-@dataclass(frozen=True)
-class Published:
-    value: float  # pass@1, percent
-    source: str
-
-
-_CARD = "bigcode/octocoder model card (model-index)"
-_FIGURE = "OctoPack paper Figure 1 data (bigcode-project/octopack e17a8f6, visuals/plots.ipynb)"
-
-#: OctoCoder's published pass@1 by (task kind, language); language ``avg`` is the six-language mean.
-OCTOCODER: dict[tuple[str, str], Published] = {
-    ("synthesize", "python"): Published(46.2, _CARD),
-    ("synthesize", "js"): Published(39.2, _CARD),
-    ("synthesize", "java"): Published(38.2, _CARD),
-    ("synthesize", "go"): Published(30.4, _CARD),
-    ("synthesize", "cpp"): Published(35.6, _CARD),
-    ("synthesize", "rust"): Published(23.4, _CARD),
-    ("synthesize", "avg"): Published(35.5, _CARD),
-    ("fixtests", "avg"): Published(27.0, _FIGURE),
-    ("explainsynthesize", "avg"): Published(24.5, _FIGURE),
-}
+def octocoder(kind: str, language: str) -> Published | None:
+    """OctoCoder's published pass@1 for one task kind and language (``avg``: the six-language
+    mean), from the benchmark registry; None where none was read."""
+    if language == "avg":
+        return OCTOCODER.get((kind, "avg"))
+    figures = [p for p in benchmark(f"humaneval{kind}-{language}").published if p.model == "OctoCoder"]
+    return figures[0] if figures else None
 
 
 def _percent(value: float | None) -> float | None:
@@ -79,18 +65,18 @@ def build_table(summaries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         scored = [lang for lang in LANGUAGES if lang in languages]
         for language in scored:
             entry = languages[language]
-            published = OCTOCODER.get((kind, language))
+            published = octocoder(kind, language)
             rows.append({
                 "task": kind, "language": language, "tasks": entry["tasks"],
                 "samples_per_task": entry["samples_per_task"], "missing_tasks": entry["missing_tasks"],
                 "pass@1": _percent(entry["pass_at_k"].get("pass@1")),
                 "pass@10": _percent(entry["pass_at_k"].get("pass@10")),
-                "octocoder_pass@1": published.value if published else None,
+                "octocoder_pass@1": published.pass_at_1 if published else None,
                 "octocoder_source": published.source if published else None,
             })
         if scored:
             ours = [r for r in rows if r["task"] == kind]
-            published = OCTOCODER.get((kind, "avg"))
+            published = octocoder(kind, "avg")
             p1 = [r["pass@1"] for r in ours if r["pass@1"] is not None]
             p10 = [r["pass@10"] for r in ours if r["pass@10"] is not None]
             rows.append({
@@ -98,7 +84,7 @@ def build_table(summaries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
                 "samples_per_task": None, "missing_tasks": sum(r["missing_tasks"] for r in ours),
                 "pass@1": round(sum(p1) / len(p1), 1) if len(p1) == len(ours) else None,
                 "pass@10": round(sum(p10) / len(p10), 1) if p10 and len(p10) == len(ours) else None,
-                "octocoder_pass@1": published.value if published else None,
+                "octocoder_pass@1": published.pass_at_1 if published else None,
                 "octocoder_source": published.source if published else None,
                 "languages": scored,
             })
