@@ -23,6 +23,7 @@ from selfalign.pins import config_pins, octopack_pins  # noqa: E402
 from selfalign.runtime import DETAIL_CAP_ENV  # noqa: E402
 from selfalign.chain import ARTIFACT_STAGES, BY_KEY, IMPORT_STAGES, dropped_path  # noqa: E402
 from selfalign.evaluation.benchmarks import BENCHMARKS, EVALPLUS  # noqa: E402
+from selfalign.livecodebench.codegen import RELEASE_FILES as LCB_RELEASE_FILES  # noqa: E402
 
 envvars:
     "PATH",
@@ -72,6 +73,7 @@ include: "rules/training.smk"
 include: "rules/evaluation.smk"
 include: "rules/report.smk"
 include: "rules/octopack.smk"
+include: "rules/livecodebench.smk"
 
 
 rule all:
@@ -82,8 +84,9 @@ rule all:
         f"{RESULTS}/README.md",
         f"{RESULTS}/checkpoint",
         f"{RESULTS}/eval/table.md",
-        # HumanEvalPack on the checkpoint, when octopack.eval.enabled
+        # HumanEvalPack and LiveCodeBench on the checkpoint, when enabled in their sections
         OCTO_TABLE,
+        [f"{RESULTS}/livecodebench/codegeneration/table.md"] if (config.get("livecodebench") or {}).get("enabled") else [],
         f"{RESULTS}/report/index.html",
         f"{RESULTS}/report/report.json",
         # a run with a lock file (the tiny profile's) ends by checking its bytes against it

@@ -87,6 +87,10 @@ if config["verify"]["lock"]:
             table=rules.report.input.table,
             files=rules.report.input.files,
             humanevalpack=rules.report.input.humanevalpack,
+            # LiveCodeBench's artifacts, when livecodebench.enabled (locked like the rest)
+            livecodebench=[f"{RESULTS}/livecodebench/codegeneration/table.md"]
+            if (config.get("livecodebench") or {}).get("enabled")
+            else [],
             lock=config["verify"]["lock"],
         output:
             f"{RESULTS}/verify.json",

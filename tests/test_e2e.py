@@ -48,7 +48,9 @@ EVALUATED = ("eval/humaneval.samples.jsonl", "eval/mbpp.samples.jsonl", "eval/hu
              "eval/mbpp.json", "eval/table.md")
 HUMANEVALPACK = (*(f"octopack/{kind}/samples.jsonl" for kind in humanevalpack.TASKS),
                  *(f"octopack/{kind}/{name}" for kind in SCORED for name in ("verdicts.jsonl", "summary.json")),
-                 "octopack/table.md", "octopack/table.json")
+                 "octopack/table.md", "octopack/table.json",
+                 *(f"livecodebench/codegeneration/{name}" for name in ("samples.jsonl", "verdicts.jsonl", "summary.json",
+                                                                      "table.md")))
 REPORTED = ("report/index.html", "report/report.json", "report/funnel.svg")
 # strict: a run whose bytes differ from the lock fails (profiles/tiny/strict.yaml), as in CI
 PROFILE = ["--profile", "profiles/tiny", "--configfile", "config.yaml", "profiles/tiny/recipe.yaml",
@@ -242,6 +244,23 @@ def test_tiny_chain_scores_the_checkpoint_on_humanevalpack(clean_run: Path) -> N
     assert "HumanEvalPack (OctoPack)" in (results / "report" / "index.html").read_text()
 
 
+def test_tiny_chain_scores_the_checkpoint_on_livecodebench(clean_run: Path) -> None:
+    """The tiny profile has livecodebench.enabled, on the four fixture problems: one greedy sample
+    each from the fine-tuned checkpoint, judged in gVisor on the public and private tests."""
+    out = clean_run / "results" / "tiny" / "livecodebench" / "codegeneration"
+    samples = _records(out / "samples.jsonl")
+    assert [s["question_id"] for s in samples] == ["fx-lc-sum", "fx-lc-order", "fx-abc-mean", "fx-cf-reverse"]
+    assert all(len(s["completions"]) == 1 and "error" not in s for s in samples)
+    verdicts = _records(out / "verdicts.jsonl")
+    assert [(v["question_id"], v["sample"]) for v in verdicts] == [(s["question_id"], 0) for s in samples]
+    assert all(v["status"] in ("pass", "fail") and v["reason"] != "missing" for v in verdicts)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["groups"]["all"]["problems"] == 4 and set(summary["groups"]) == {"all", "easy", "medium", "hard"}
+    assert "| all | 4 | 1 |" in (out / "table.md").read_text()
+    meta = json.loads((out / "samples.jsonl.meta.json").read_text())
+    assert meta["config"]["generation"]["max_tokens"] == 256 and meta["config"]["generation"]["stop"] == ["###"]
+
+
 def test_tiny_chain_reports_the_sidecars_funnel_and_hashes(clean_run: Path, tmp_path: Path) -> None:
     results = clean_run / "results" / "tiny"
     report = json.loads((results / "report" / "report.json").read_text())
@@ -332,7 +351,7 @@ def test_tiny_chain_ends_verified_against_the_published_lock(clean_run: Path) ->
     results = clean_run / "results" / "tiny"
     report = json.loads((results / "verify.json").read_text())
     locked = len(json.loads((clean_run / "tests" / "expected" / "tiny.lock.json").read_text())["artifacts"])
-    assert locked == 56  # the chain's 37 and HumanEvalPack's 19
+    assert locked == 60  # the chain's 37, HumanEvalPack's 19 and LiveCodeBench's 4
     assert report["ok"] and report["identical"] == report["artifacts"] == locked, report["first_divergence"]
     assert report["not_in_lock"] == []
     # the run report, written after the check, shows its verdict

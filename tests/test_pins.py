@@ -130,6 +130,12 @@ def test_a_placeholder_is_an_error_in_a_pinned_file_and_in_a_hub_revision(tmp_pa
     assert problems["curation.mix['pinned']"] == ()
     assert "a placeholder" in problems["curation.mix['placeholder']"][0]
     assert "a branch moves" in problems["curation.mix['branch']"][0]
+    # LiveCodeBench's problems are a Hub pin too (the paper config's, a commit), unless local files replace them
+    assert problems["livecodebench"] == ()
+    config["livecodebench"]["revision"] = "main"
+    assert "a branch moves" in next(h for h in hub_pins(config) if h.key == "livecodebench").problems()[0]
+    config["livecodebench"]["files"] = ["problems.jsonl"]
+    assert "livecodebench" not in {h.key for h in hub_pins(config)}
 
     overlay = tmp_path / "placeholder.yaml"
     overlay.write_text(yaml.safe_dump({"curation": {"mix": [

@@ -57,6 +57,22 @@ def test_paper_dry_run_lists_seed_jobs_fast(workdir: Path) -> None:
     assert elapsed < 10, f"paper dry run took {elapsed:.1f}s"
 
 
+def test_paper_livecodebench_target_fetches_the_pinned_release_and_samples_as_livecodebench(workdir: Path) -> None:
+    result = run(["-n", "-p", "lcb_eval"], workdir, timeout=60)
+    assert result.returncode == 0, result.stdout
+    counts = _job_counts(result.stdout)
+    assert (counts["lcb_fetch"], counts["lcb_generate"], counts["lcb_score"]) == (1, 1, 1)
+    out = result.stdout
+    revision = "356356a5c3a6baf7748838d82c5c36c62235ca50"
+    assert f"selfalign lcb fetch --release release_v1 --revision {revision}" in out
+    generate = next(line for line in out.splitlines() if "selfalign lcb generate " in line)
+    assert f"--files results/livecodebench/data/{revision}/test.jsonl" in generate
+    assert '"n": 10' in generate and '"temperature": 0.2' in generate and '"stop": ["###"]' in generate
+    assert '"backend": "vllm"' in generate and "--model-dir results/paper/checkpoint" in generate
+    assert "--start-date" not in generate  # no contest-date window unless configured
+    assert "selfalign lcb score" in out and '"test_timeout_s": 6' in out
+
+
 def test_paper_humanevalpack_target_scores_every_task_and_chains_explain(workdir: Path) -> None:
     result = run(["-n", "-p", "octopack_eval"], workdir, timeout=60)
     assert result.returncode == 0, result.stdout
@@ -259,7 +275,7 @@ def _digests_overlay() -> str:
 def test_each_rule_runs_in_its_image(workdir: Path, tmp_path: Path) -> None:
     containers = _rule_containers(workdir, tmp_path, _digests_overlay())
     gpu_rules = {f"generate_{s}_shard" for s in ("judge", "concepts", "instructions", "responses")}
-    gpu_rules |= {"eval_generate", "octopack_generate"}
+    gpu_rules |= {"eval_generate", "octopack_generate", "lcb_generate"}
     assert gpu_rules <= set(containers) and "train" in containers and "sft" in containers
     for rule, image in containers.items():
         expected = "vllm" if rule in gpu_rules else "train" if rule == "train" else "pipeline"
@@ -272,7 +288,8 @@ def test_cpu_serving_generates_in_the_pipeline_image(workdir: Path, tmp_path: Pa
     containers = _rule_containers(workdir, tmp_path, _digests_overlay(),
                                   "serving: {backend: endpoint, endpoint: 'http://gpu:8000'}\n")
     assert containers["generate_responses_shard"] == _DIGESTS["pipeline"]
-    assert containers["eval_generate"] == containers["octopack_generate"] == _DIGESTS["pipeline"]
+    assert containers["eval_generate"] == containers["octopack_generate"] == containers["lcb_generate"] == (
+        _DIGESTS["pipeline"])
     assert containers["train"] == _DIGESTS["train"]
 
 

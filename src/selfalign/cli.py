@@ -25,7 +25,7 @@ from . import __version__
 from .chain import COMMAND_STAGES, Stage
 from .config import ConfigError, load_config, parse_params
 from .provenance import sidecar_path
-from .records import RecordError, atomic_writer, write_json
+from .records import RecordError, atomic_writer, sha256_file, write_json
 from .runtime import StageStats, default_workers, finish, finish_counts, merge_extra
 
 log = logging.getLogger("selfalign")
@@ -498,6 +498,51 @@ def cmd_octopack_score(args: argparse.Namespace) -> None:
     print((Path(args.out) / "table.md").read_text())
 
 
+def _lcb_problems(args: argparse.Namespace) -> tuple[list[Any], str]:
+    from .livecodebench import codegen
+
+    return codegen.select(codegen.load_problems(args.files), args.start_date, args.end_date, args.limit)
+
+
+def cmd_lcb_fetch(args: argparse.Namespace) -> None:
+    from .livecodebench import codegen
+
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in codegen.hub_files(args.release, args.revision):
+        target = out / path.name
+        shutil.copyfile(path, target)
+        print(f"{target} ({sha256_file(target)})")
+
+
+def cmd_lcb_generate(args: argparse.Namespace) -> None:
+    from .livecodebench import generate
+    from .serving import ServingSettings
+
+    started = time.time()
+    settings_params = parse_params(args.params)
+    sampling = generate.LcbGenParams(**(parse_params(args.gen_params) if args.gen_params else {}))
+    problems, window = _lcb_problems(args)
+    stats = generate.generate_lcb_samples(
+        problems, args.out, ServingSettings.from_dict(settings_params), sampling, problem_files=args.files,
+        model_dir=args.model_dir, server_log=Path(args.server_log) if args.server_log else None,
+        base_url=args.base_url, show_progress=not args.no_progress,
+    )
+    model = [p for p in ([Path(args.model_dir) / "model.safetensors"] if args.model_dir else []) if p.exists()]
+    finish(Path(args.out), stats, stage="livecodebench.generate.codegeneration", inputs=[*args.files, *model],
+           params={"serving": settings_params, "generation": sampling.to_dict(), "window": window}, started=started)
+
+
+def cmd_lcb_score(args: argparse.Namespace) -> None:
+    from .livecodebench import score
+
+    params = score.LcbSandboxParams.from_dict(parse_params(args.sandbox) if args.sandbox else {})
+    problems, window = _lcb_problems(args)
+    score.score_samples(args.samples, problems, args.out, params, problem_files=args.files, window=window,
+                        ks=args.k, show_progress=not args.no_progress)
+    print((Path(args.out) / "table.md").read_text())
+
+
 def cmd_lock(args: argparse.Namespace) -> None:
     from .audit.verify import make_lock
 
@@ -776,6 +821,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="table.md")
     p.add_argument("--json", required=True, help="table.json")
     p.set_defaults(func=cmd_octopack_table)
+
+    lcb = sub.add_parser("lcb", help="LiveCodeBench code generation: fetch, generate, score")
+    lcb_sub = lcb.add_subparsers(dest="lcb_command", required=True)
+    p = lcb_sub.add_parser("fetch", help="a release's problem files from the Hub at a dataset commit")
+    p.add_argument("--release", required=True, help="release_v1 ... release_v6")
+    p.add_argument("--revision", required=True, help="the dataset commit (40 hex digits)")
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_lcb_fetch)
+    for name, helptext in (("generate", "samples from a checkpoint through the serving path, one request per problem"),
+                           ("score", "samples judged in the sandbox on the public and private tests: pass@k")):
+        p = lcb_sub.add_parser(name, help=helptext)
+        p.add_argument("--files", nargs="+", required=True, help="problem files (code_generation_lite's JSONL shape)")
+        p.add_argument("--start-date", default=None, help="first contest date (YYYY-MM-DD, inclusive)")
+        p.add_argument("--end-date", default=None, help="last contest date (YYYY-MM-DD, inclusive)")
+        p.add_argument("--limit", type=int, default=None, help="the first N problems of the window")
+        p.add_argument("--out", required=True, help="samples JSONL" if name == "generate" else "output directory")
+        if name == "generate":
+            p.add_argument("--gen-params", help="format, max_tokens, temperature, top_p, n, stop, seed (JSON or @file)")
+            p.add_argument("--model-dir", default=None, help="the checkpoint directory to serve")
+            p.add_argument("--server-log", default=None, help="where the started server logs")
+            p.add_argument("--base-url", default=None, help="use this running server instead of starting one")
+            _add_common(p)
+            p.set_defaults(func=cmd_lcb_generate)
+        else:
+            p.add_argument("--samples", required=True, help="JSONL: question_id, completions")
+            p.add_argument("-k", type=int, nargs="+", default=[1, 5, 10], help="pass@k for each k the samples allow")
+            p.add_argument("--sandbox", help="livecodebench sandbox parameters (JSON or @file)")
+            p.add_argument("--no-progress", action="store_true", help="no progress bar")
+            p.set_defaults(func=cmd_lcb_score)
 
     seeds = sub.add_parser("seeds", help="seed-function stages (The Stack -> filtered seeds)")
     seeds_sub = seeds.add_subparsers(dest="seeds_command", required=True)

@@ -230,7 +230,12 @@ class HubPin:
 
 
 def hub_pins(config: Mapping[str, Any]) -> list[HubPin]:
-    """The Hub datasets of ``curation.mix``, in config order."""
+    """The Hub datasets the config names: ``curation.mix``'s, in config order, then LiveCodeBench's
+    problems (unless local ``files`` replace them)."""
     mix = (config.get("curation") or {}).get("mix") or []
-    return [HubPin(f"curation.mix[{source.get('name')!r}]", str(source.get("dataset")), str(source.get("revision")))
+    pins = [HubPin(f"curation.mix[{source.get('name')!r}]", str(source.get("dataset")), str(source.get("revision")))
             for source in mix if isinstance(source, Mapping) and source.get("kind") == "hub"]
+    lcb = config.get("livecodebench") or {}
+    if lcb.get("dataset") and not lcb.get("files"):
+        pins.append(HubPin("livecodebench", str(lcb["dataset"]), str(lcb.get("revision"))))
+    return pins
