@@ -187,11 +187,8 @@ def generate_samples(
             show_progress=show_progress,
         )
 
-    if base_url is not None:
-        stats = run(base_url)
-    else:
-        with serve(settings, model_dir=model_dir, log_path=server_log) as url:
-            stats = run(url)
+    with serve(settings, model_dir=model_dir, log_path=server_log, base_url=base_url) as url:
+        stats = run(url)
     stats.extra["dataset"] = dataset
     stats.extra["dataset_version"] = params.version(dataset)
     stats.extra["tasks"] = len(tasks)

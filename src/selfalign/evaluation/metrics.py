@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from math import comb
 
 
@@ -21,3 +21,18 @@ def mean_pass_at_k(results: Iterable[tuple[int, int]], k: int) -> float:
     """pass@k over a benchmark: the mean over its tasks' ``(n, c)``; 0 for no tasks."""
     values = [pass_at_k(n, c, k) for n, c in results]
     return sum(values) / len(values) if values else 0.0
+
+
+def pass_at_k_markdown(lead: Sequence[str], tail: Sequence[str],
+                       rows: Iterable[tuple[Sequence[object], Mapping[str, float], Sequence[object]]]) -> list[str]:
+    """A markdown table of pass@k in percent: the ``lead`` columns, one per ``pass@k`` any row
+    has (in k order; ``-`` where a row has none), then the ``tail`` columns. Each row is its lead
+    cells, its ``{"pass@k": fraction}`` and its tail cells; the first column left-aligned."""
+    rows = list(rows)
+    ks = sorted({k for _, values, _ in rows for k in values}, key=lambda s: int(s.split("@")[1]))
+    lines = ["| " + " | ".join([*lead, *ks, *tail]) + " |",
+             "|---|" + "---:|" * (len(lead) - 1 + len(ks) + len(tail))]
+    for first, values, last in rows:
+        cells = [f"{100 * values[k]:.1f}" if k in values else "-" for k in ks]
+        lines.append("| " + " | ".join(str(c) for c in [*first, *cells, *last]) + " |")
+    return lines

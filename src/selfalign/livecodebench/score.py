@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import check_params
-from ..evaluation.metrics import mean_pass_at_k
+from ..evaluation.metrics import mean_pass_at_k, pass_at_k_markdown
 from ..records import JsonObj, RecordError, iter_jsonl, sha256_file
 from ..runtime import StageStats, UnitPlan, UnitRun, drive, finish_counts, merge_units
 from ..sandbox import SandboxPool, Verdict
@@ -156,13 +156,11 @@ def summarize(rows: Sequence[Mapping[str, Any]], problems: Sequence[Problem],
 
 
 def render_table(summary: Mapping[str, Any], window: str) -> str:
-    ks = sorted({k for e in summary.values() for k in e["pass_at_k"]}, key=lambda s: int(s.split("@")[1]))
     lines = ["# LiveCodeBench code generation", "", f"Problems: {window}. pass@k in percent, scored in the sandbox.",
-             "", "| difficulty | problems | samples per problem | " + " | ".join(ks) + " | missing |",
-             "|---|---:|---:|" + "---:|" * len(ks) + "---:|"]
-    for name, e in summary.items():
-        cells = " | ".join(f"{100 * e['pass_at_k'][k]:.1f}" if k in e["pass_at_k"] else "-" for k in ks)
-        lines.append(f"| {name} | {e['problems']} | {e['samples_per_problem']} | {cells} | {e['missing']} |")
+             "", *pass_at_k_markdown(
+                 ("difficulty", "problems", "samples per problem"), ("missing",),
+                 (((name, e["problems"], e["samples_per_problem"]), e["pass_at_k"], (e["missing"],))
+                  for name, e in summary.items()))]
     return "\n".join(lines) + "\n"
 
 

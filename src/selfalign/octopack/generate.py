@@ -169,11 +169,8 @@ def generate_pack_samples(
         return run_generation(lambda: requests, out, settings.client_params(url), make_record,
                               fingerprint_value=value, desc=f"humanevalpack {kind}", show_progress=show_progress)
 
-    if base_url is not None:
-        stats = run(base_url)
-    else:
-        with serve(settings, model_dir=model_dir, log_path=server_log) as url:
-            stats = run(url)
+    with serve(settings, model_dir=model_dir, log_path=server_log, base_url=base_url) as url:
+        stats = run(url)
     stats.extra.update({"kind": kind, "tasks": len(requests), "languages": list(tasks)})
     stats.check_balance()
     return stats

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..evaluation.metrics import mean_pass_at_k
+from ..evaluation.metrics import mean_pass_at_k, pass_at_k_markdown
 from ..records import JsonObj, RecordError, iter_jsonl, sha256_file
 from ..runtime import StageStats, UnitPlan, UnitRun, drive, finish_counts, merge_units
 from ..sandbox import Verdict
@@ -173,13 +173,10 @@ def summarize(rows: Sequence[Mapping[str, Any]], ks: Sequence[int] = (1, 10, 100
 
 def render_table(kind: str, summary: Mapping[str, Any]) -> str:
     """Markdown: one row per language, pass@k in percent."""
-    ks = sorted({k for entry in summary.values() for k in entry["pass_at_k"]}, key=lambda s: int(s.split("@")[1]))
-    lines = [f"# HumanEvalPack {kind}", "",
-             "| language | tasks | samples per task | " + " | ".join(ks) + " | missing tasks |",
-             "|---|---:|---:|" + "---:|" * len(ks) + "---:|"]
-    for language, e in summary.items():
-        cells = " | ".join(f"{100 * e['pass_at_k'][k]:.1f}" if k in e["pass_at_k"] else "-" for k in ks)
-        lines.append(f"| {language} | {e['tasks']} | {e['samples_per_task']} | {cells} | {e['missing_tasks']} |")
+    lines = [f"# HumanEvalPack {kind}", "", *pass_at_k_markdown(
+        ("language", "tasks", "samples per task"), ("missing tasks",),
+        (((language, e["tasks"], e["samples_per_task"]), e["pass_at_k"], (e["missing_tasks"],))
+         for language, e in summary.items()))]
     return "\n".join(lines) + "\n"
 
 

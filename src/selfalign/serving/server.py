@@ -166,13 +166,18 @@ def require_batch_invariant_gpu() -> None:
 
 @contextlib.contextmanager
 def serve(
-    settings: ServingSettings, *, model_dir: str | Path | None = None, log_path: Path | None = None
+    settings: ServingSettings, *, model_dir: str | Path | None = None, log_path: Path | None = None,
+    base_url: str | None = None,
 ) -> Iterator[str]:
     """The server for a job, ready, as its ``http://host:port``; stopped when the block ends.
 
     ``model_dir`` (the tiny profile's built model) stands in for ``model.name`` on the CPU
-    server. An ``endpoint`` is only waited for and left running.
+    server. An ``endpoint`` is only waited for and left running. ``base_url``: a server the
+    caller already runs, used as it is (nothing started, nothing waited for here).
     """
+    if base_url is not None:
+        yield base_url
+        return
     serving = settings.serving
     options: dict[str, Any] = {"ready_timeout_s": serving.ready_timeout_s}
     if log_path is not None:
