@@ -28,7 +28,7 @@ from selfalign.livecodebench.score import LcbSandboxParams, grade
 from selfalign.records import RecordError
 
 DATA = Path(__file__).parent / "data" / "livecodebench"
-FILES = [DATA / "code_generation_lite" / "test.jsonl"]
+FILES = [Path(__file__).parents[1] / "src" / "selfalign" / "data" / "livecodebench-tiny" / "test.jsonl"]
 SOLUTIONS = json.loads((DATA / "solutions.json").read_text())
 
 

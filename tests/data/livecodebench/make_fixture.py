@@ -1,4 +1,5 @@
-"""Writes code_generation_lite/test.jsonl: four problems written for the tests in the published
+"""Writes src/selfalign/data/livecodebench-tiny/test.jsonl (the tiny profile's LiveCodeBench problems) and,
+beside this script, solutions.json. The four problems written for the tests in the published
 shape of livecodebench/code_generation_lite (its field names; private tests as the dataset
 encodes them: JSON pickled, zlib-compressed, base64), and solutions.json: known-correct and
 known-wrong solutions per problem. Run from the repository root; the outputs are committed."""
@@ -10,6 +11,7 @@ import zlib
 from pathlib import Path
 
 OUT = Path(__file__).parent
+PROBLEMS = OUT.parents[2] / "src" / "selfalign" / "data" / "livecodebench-tiny" / "test.jsonl"
 
 
 def packed(tests):
@@ -70,8 +72,7 @@ SOLUTIONS = {
 }
 
 if __name__ == "__main__":
-    (OUT / "code_generation_lite").mkdir(exist_ok=True)
-    with open(OUT / "code_generation_lite" / "test.jsonl", "w") as fh:
+    with open(PROBLEMS, "w") as fh:
         for row in ROWS:
             fh.write(json.dumps(row) + "\n")
     (OUT / "solutions.json").write_text(json.dumps(SOLUTIONS, indent=1) + "\n")
