@@ -21,6 +21,7 @@ and private tests.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import pickle
@@ -211,8 +212,13 @@ def grading_program(problem: Problem, code: str, timeout_s: int = TEST_TIMEOUT_S
     test (public, then private). It runs to its end only when every test passes."""
     payload = json.dumps({"code": code, "tests": [[t.input, t.output] for t in problem.tests],
                           "fn_name": problem.fn_name, "timeout": timeout_s})
-    grader = (Path(__file__).with_name("grader.py")).read_text(encoding="utf-8")
-    return f"{grader}\n\nmain({payload!r})\n"
+    return f"{_grader_source()}\n\nmain({payload!r})\n"
+
+
+@functools.cache
+def _grader_source() -> str:
+    """The grader's source, read once (every sample's program starts with it)."""
+    return Path(__file__).with_name("grader.py").read_text(encoding="utf-8")
 
 
 def program_timeout(problem: Problem, timeout_s: int = TEST_TIMEOUT_S) -> float:

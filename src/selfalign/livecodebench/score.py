@@ -112,8 +112,8 @@ class _Scoring:
     def process(self, run: UnitRun) -> None:
         for unit in run.pending or []:
             chosen = [self.samples[i] for i in run.plan.unit_range(unit)]
-            graded = [(self.problems[s.question_id], s.code) for s in chosen if s.code is not None]
-            verdicts = iter(grade([(p, c) for p, c in graded if c is not None], self.params))
+            verdicts = iter(grade([(self.problems[s.question_id], s.code) for s in chosen if s.code is not None],
+                                  self.params))
             rows, seconds = [], 0.0
             for sample in chosen:
                 verdict = Verdict("fail", MISSING, 0.0) if sample.code is None else next(verdicts)
