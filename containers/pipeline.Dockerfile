@@ -45,7 +45,7 @@ RUN set -eux; \
     python3 -m venv /opt/venv
 
 WORKDIR /opt/selfalign
-COPY envs/pipeline.txt envs/sample-release.txt envs/
+COPY envs/pipeline.txt envs/sample-release.txt envs/sample-livecodebench.txt envs/
 # torch first, alone, from the CPU wheels (PyPI's torch of the same version is the CUDA build);
 # then the pins (its dependencies among them), which its installed version satisfies. An empty
 # PIP_* variable adds nothing.
@@ -55,6 +55,8 @@ RUN set -eux; \
     pip install -r envs/pipeline.txt; \
     pip check; \
     pip install --no-deps --only-binary=:all: --target /opt/venv/sample-release -r envs/sample-release.txt; \
+    pip install --no-deps --only-binary=:all: --target /opt/venv/sample-livecodebench \
+        -r envs/sample-livecodebench.txt; \
     pyright --version
 COPY pyproject.toml README.md ./
 COPY src ./src

@@ -104,7 +104,8 @@ TIMES[base_import]=$(since "$t0")
 CONTEXT=$(mktemp -d)
 trap 'rm -rf "$CONTEXT"' EXIT
 mkdir -p "$CONTEXT/envs"
-cp "$REPO/envs/pipeline.txt" "$REPO/envs/sandbox.txt" "$REPO/envs/sample-release.txt" "$CONTEXT/envs/"
+cp "$REPO/envs/pipeline.txt" "$REPO/envs/sandbox.txt" "$REPO/envs/sample-release.txt" \
+    "$REPO/envs/sample-livecodebench.txt" "$CONTEXT/envs/"
 cp "$REPO/pyproject.toml" "$REPO/README.md" "$CONTEXT/"
 # The package as git tracks it plus uncommitted edits, without caches (stable layer digests).
 (cd "$REPO" && git ls-files -co --exclude-standard -- src) | while read -r path; do

@@ -65,7 +65,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.selfalign-requirements.sha256
 TORCH_ROUTE=$(scripts/install-torch.sh --route)
-want=$(cat envs/pipeline.txt envs/test.txt envs/sample-release.txt pyproject.toml scripts/install-torch.sh \
+want=$(cat envs/pipeline.txt envs/test.txt envs/sample-release.txt envs/sample-livecodebench.txt pyproject.toml scripts/install-torch.sh \
     | sha256sum | cut -d' ' -f1)-$TORCH_ROUTE
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
@@ -82,6 +82,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     rm -rf .venv/sample-release
     .venv/bin/python -m pip install --quiet --no-deps --only-binary=:all: \
         --target .venv/sample-release -r envs/sample-release.txt
+    # What LiveCodeBench's code-execution checks import (numpy, pandas), likewise.
+    rm -rf .venv/sample-livecodebench
+    .venv/bin/python -m pip install --quiet --no-deps --only-binary=:all: \
+        --target .venv/sample-livecodebench -r envs/sample-livecodebench.txt
     echo "$want" > "$stamp"
 fi
 if [ "$GPU_STACK" = 1 ]; then

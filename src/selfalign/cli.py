@@ -498,9 +498,18 @@ def cmd_octopack_score(args: argparse.Namespace) -> None:
     print((Path(args.out) / "table.md").read_text())
 
 
-def _lcb_problems(args: argparse.Namespace) -> tuple[list[Any], str]:
-    from .livecodebench import codegen
+LCB_SCENARIOS = ("codegeneration", "selfrepair", "testoutputprediction", "codeexecution")
 
+
+def _lcb_problems(args: argparse.Namespace) -> tuple[list[Any], str]:
+    """The scenario's items of ``--files`` in the contest-date window: code generation's and self
+    repair's problems, or the prediction scenarios' items."""
+    from .livecodebench import codegen, prediction
+
+    if args.scenario == "testoutputprediction":
+        return prediction.in_window(prediction.load_test_output(args.files), args.start_date, args.end_date, args.limit)
+    if args.scenario == "codeexecution":
+        return prediction.in_window(prediction.load_execution(args.files), args.start_date, args.end_date, args.limit)
     return codegen.select(codegen.load_problems(args.files), args.start_date, args.end_date, args.limit)
 
 
@@ -509,37 +518,73 @@ def cmd_lcb_fetch(args: argparse.Namespace) -> None:
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for path in codegen.hub_files(args.release, args.revision):
+    paths = (codegen.hub_files(args.release, args.revision) if args.dataset == codegen.DATASET
+             else codegen.hub_data_files(args.dataset, args.revision))
+    for path in paths:
         target = out / path.name
         shutil.copyfile(path, target)
         print(f"{target} ({sha256_file(target)})")
 
 
 def cmd_lcb_generate(args: argparse.Namespace) -> None:
-    from .livecodebench import generate
+    from .livecodebench import codegen, generate, prediction, selfrepair
     from .serving import ServingSettings
 
     started = time.time()
     settings_params = parse_params(args.params)
     sampling = generate.LcbGenParams(**(parse_params(args.gen_params) if args.gen_params else {}))
-    problems, window = _lcb_problems(args)
-    stats = generate.generate_lcb_samples(
-        problems, args.out, ServingSettings.from_dict(settings_params), sampling, problem_files=args.files,
-        model_dir=args.model_dir, server_log=Path(args.server_log) if args.server_log else None,
-        base_url=args.base_url, show_progress=not args.no_progress,
+    items, window = _lcb_problems(args)
+    fingerprint: dict[str, Any] = {"items": [getattr(i, "key", None) or i.question_id for i in items],
+                                   "files": [sha256_file(f) for f in args.files]}
+    inputs: list[str | Path] = list(args.files)
+    response = "```python\n"
+    out = Path(args.out)
+    if args.scenario == "codegeneration":
+        prompts = [({"question_id": p.question_id}, codegen.build_prompt(p)) for p in items]
+    elif args.scenario == "selfrepair":
+        if not (args.codegen_samples and args.codegen_verdicts):
+            raise SystemExit("lcb generate --scenario selfrepair needs --codegen-samples and --codegen-verdicts")
+        if sampling.n != 1:
+            raise SystemExit("self repair asks for one repair per failing sample: n must be 1 (LiveCodeBench's)")
+        prompts = selfrepair.repair_requests(args.codegen_samples, args.codegen_verdicts, items)
+        inputs += [args.codegen_samples, args.codegen_verdicts]
+        fingerprint["codegen"] = [sha256_file(args.codegen_samples), sha256_file(args.codegen_verdicts)]
+        out = out.with_name("repairs.jsonl")
+    elif args.scenario == "testoutputprediction":
+        prompts = [({"id": i.key}, prediction.test_output_prompt(i)) for i in items]
+        response = ""
+    else:
+        prompts = [({"id": i.key}, prediction.execution_prompt(i, args.cot)) for i in items]
+        fingerprint["cot"] = args.cot
+        response = ""
+    stats = generate.generate_prompts(
+        prompts, out, ServingSettings.from_dict(settings_params), sampling, scenario=args.scenario,
+        response=response, fingerprint=fingerprint, model_dir=args.model_dir,
+        server_log=Path(args.server_log) if args.server_log else None, base_url=args.base_url,
+        show_progress=not args.no_progress,
     )
     model = [p for p in ([Path(args.model_dir) / "model.safetensors"] if args.model_dir else []) if p.exists()]
-    finish(Path(args.out), stats, stage="livecodebench.generate.codegeneration", inputs=[*args.files, *model],
-           params={"serving": settings_params, "generation": sampling.to_dict(), "window": window}, started=started)
+    params = {"serving": settings_params, "generation": sampling.to_dict(), "window": window}
+    finish(out, stats, stage=f"livecodebench.generate.{args.scenario}", inputs=[*inputs, *model], params=params,
+           started=started)
+    if args.scenario == "selfrepair":
+        counts = selfrepair.assemble(args.codegen_samples, args.codegen_verdicts, out, items, args.out)
+        finish_counts(args.out, stage="livecodebench.selfrepair.assemble",
+                      inputs=[args.codegen_samples, args.codegen_verdicts, out], counts=counts, params={},
+                      started=started)
 
 
 def cmd_lcb_score(args: argparse.Namespace) -> None:
     from .livecodebench import score
 
     params = score.LcbSandboxParams.from_dict(parse_params(args.sandbox) if args.sandbox else {})
-    problems, window = _lcb_problems(args)
-    score.score_samples(args.samples, problems, args.out, params, problem_files=args.files, window=window,
-                        ks=args.k, show_progress=not args.no_progress)
+    items, window = _lcb_problems(args)
+    if args.scenario in ("codegeneration", "selfrepair"):
+        score.score_samples(args.samples, items, args.out, params, problem_files=args.files, window=window,
+                            ks=args.k, scenario=args.scenario, show_progress=not args.no_progress)
+    else:
+        score.score_predictions(args.samples, items, args.scenario, args.out, params, problem_files=args.files,
+                                window=window, ks=args.k, cot=args.cot, show_progress=not args.no_progress)
     print((Path(args.out) / "table.md").read_text())
 
 
@@ -822,30 +867,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", required=True, help="table.json")
     p.set_defaults(func=cmd_octopack_table)
 
-    lcb = sub.add_parser("lcb", help="LiveCodeBench code generation: fetch, generate, score")
+    lcb = sub.add_parser("lcb", help="LiveCodeBench's four scenarios: fetch, generate, score")
     lcb_sub = lcb.add_subparsers(dest="lcb_command", required=True)
-    p = lcb_sub.add_parser("fetch", help="a release's problem files from the Hub at a dataset commit")
-    p.add_argument("--release", required=True, help="release_v1 ... release_v6")
+    p = lcb_sub.add_parser("fetch", help="a dataset's files from the Hub at a dataset commit")
+    p.add_argument("--dataset", default="livecodebench/code_generation_lite",
+                   help="code_generation_lite (a release's JSONL files), test_generation or execution-v2 (parquet)")
+    p.add_argument("--release", default="release_v1", help="code_generation_lite's release_v1 ... release_v6")
     p.add_argument("--revision", required=True, help="the dataset commit (40 hex digits)")
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_lcb_fetch)
-    for name, helptext in (("generate", "samples from a checkpoint through the serving path, one request per problem"),
-                           ("score", "samples judged in the sandbox on the public and private tests: pass@k")):
+    for name, helptext in (("generate", "samples from a checkpoint through the serving path, one request per item"),
+                           ("score", "samples judged in the sandbox by the scenario's rules: pass@k")):
         p = lcb_sub.add_parser(name, help=helptext)
-        p.add_argument("--files", nargs="+", required=True, help="problem files (code_generation_lite's JSONL shape)")
+        p.add_argument("--scenario", choices=LCB_SCENARIOS, default="codegeneration")
+        p.add_argument("--files", nargs="+", required=True,
+                       help="the scenario's dataset files (code_generation_lite's JSONL for code generation and "
+                            "self repair; test_generation's or execution-v2's parquet or JSONL)")
         p.add_argument("--start-date", default=None, help="first contest date (YYYY-MM-DD, inclusive)")
         p.add_argument("--end-date", default=None, help="last contest date (YYYY-MM-DD, inclusive)")
-        p.add_argument("--limit", type=int, default=None, help="the first N problems of the window")
+        p.add_argument("--limit", type=int, default=None, help="the first N items of the window")
+        p.add_argument("--cot", action="store_true", help="code execution with its chain-of-thought prompt")
         p.add_argument("--out", required=True, help="samples JSONL" if name == "generate" else "output directory")
         if name == "generate":
             p.add_argument("--gen-params", help="format, max_tokens, temperature, top_p, n, stop, seed (JSON or @file)")
+            p.add_argument("--codegen-samples", default=None, help="self repair: code generation's samples")
+            p.add_argument("--codegen-verdicts", default=None, help="self repair: code generation's verdicts")
             p.add_argument("--model-dir", default=None, help="the checkpoint directory to serve")
             p.add_argument("--server-log", default=None, help="where the started server logs")
             p.add_argument("--base-url", default=None, help="use this running server instead of starting one")
             _add_common(p)
             p.set_defaults(func=cmd_lcb_generate)
         else:
-            p.add_argument("--samples", required=True, help="JSONL: question_id, completions")
+            p.add_argument("--samples", required=True, help="JSONL: question_id (or id), completions")
             p.add_argument("-k", type=int, nargs="+", default=[1, 5, 10], help="pass@k for each k the samples allow")
             p.add_argument("--sandbox", help="livecodebench sandbox parameters (JSON or @file)")
             p.add_argument("--no-progress", action="store_true", help="no progress bar")

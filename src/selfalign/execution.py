@@ -64,11 +64,14 @@ CODE_BLOCK = re.compile(r"^```python\s*\n(.*?)(?=^```)", re.DOTALL | re.MULTILIN
 
 def resolve_sample_site(value: str | None) -> str | None:
     """A ``sample_site`` setting as a directory: ``bundled`` is the packages scripts/setup.sh
-    installs beside the running interpreter's venv; None stays None (stdlib only)."""
+    installs beside the running interpreter's venv (envs/sample-release.txt), ``bundled:<name>``
+    those of envs/sample-<name>.txt; None stays None (stdlib only)."""
     if value is None:
         return None
     if value == BUNDLED:
         return str(Path(sys.prefix) / "sample-release")
+    if value.startswith(BUNDLED + ":"):
+        return str(Path(sys.prefix) / f"sample-{value.split(':', 1)[1]}")
     return str(Path(value).expanduser())
 
 

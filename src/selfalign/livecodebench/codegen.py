@@ -187,6 +187,19 @@ def hub_files(release: str, revision: str, cache_dir: str | None = None) -> list
             for name in RELEASE_FILES[release]]
 
 
+def hub_data_files(dataset: str, revision: str, cache_dir: str | None = None) -> list[Path]:
+    """A parquet dataset's test-split files from the Hub at a dataset commit (``test_generation``,
+    ``execution-v2``: ``data/test-*.parquet``), in name order."""
+    from huggingface_hub import snapshot_download
+
+    root = Path(snapshot_download(dataset, repo_type="dataset", revision=revision, cache_dir=cache_dir,
+                                  allow_patterns=["data/test-*.parquet"]))
+    files = sorted(root.glob("data/test-*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{dataset}@{revision} has no data/test-*.parquet")
+    return files
+
+
 def build_prompt(problem: Problem) -> str:
     """LiveCodeBench's code-generation prompt for StarCoder2-Instruct (``StarCoderInstruct``)."""
     prompt = f"{SYSTEM_MESSAGE}\n### Question:\n{problem.content}\n\n"

@@ -14,6 +14,7 @@ failures, never dropped).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -64,29 +65,65 @@ class LcbGenParams:
                               stop=self.stop)
 
 
-def prompt_for(problem: Problem, fmt: str) -> str:
-    """The prompt text one request sends."""
-    text = build_prompt(problem)
+def wrap(text: str, fmt: str, response: str = "```python\n") -> str:
+    """The prompt text one request sends: LiveCodeBench's, or it inside the SC2-Instruct
+    template with ``response`` as the response's start."""
     if fmt == "sc2-instruct":
-        return SC2_INSTRUCT_PROMPT.format(instruction=text.rstrip(), response="```python\n")
+        return SC2_INSTRUCT_PROMPT.format(instruction=text.rstrip(), response=response)
     return text
 
 
-def lcb_requests(problems: Sequence[Problem], params: LcbGenParams) -> list[CompletionRequest]:
-    sampling = params.sampling()
-    return [CompletionRequest(index=i, id=p.question_id, prompt=prompt_for(p, params.format), params=sampling)
-            for i, p in enumerate(problems)]
+def prompt_for(problem: Problem, fmt: str) -> str:
+    """The prompt text one code-generation request sends."""
+    return wrap(build_prompt(problem), fmt)
 
 
-def sample_record(problem: Problem, result: CompletionResult, fmt: str) -> JsonObj:
-    """One samples line; with ``sc2-instruct`` the response prefix (an opened fence) is put back
-    in front of each completion, so the code block is whole for extraction."""
-    record: JsonObj = {"question_id": problem.question_id}
+def sample_record(ident: JsonObj, result: CompletionResult, fmt: str, response: str = "```python\n") -> JsonObj:
+    """One samples line; with ``sc2-instruct`` the response's start (an opened fence for the code
+    scenarios) is put back in front of each completion, so extraction sees the whole answer."""
     if not result.ok:
-        return {**record, "completions": [], "finish_reasons": [], "error": result.error}
-    prefix = "```python\n" if fmt == "sc2-instruct" else ""
-    return {**record, "completions": [prefix + text for text, _ in result.choices],
+        return {**ident, "completions": [], "finish_reasons": [], "error": result.error}
+    prefix = response if fmt == "sc2-instruct" else ""
+    return {**ident, "completions": [prefix + text for text, _ in result.choices],
             "finish_reasons": [reason for _, reason in result.choices]}
+
+
+def generate_prompts(
+    prompts: Sequence[tuple[JsonObj, str]],
+    out: str | os.PathLike[str],
+    settings: ServingSettings,
+    params: LcbGenParams,
+    *,
+    scenario: str,
+    response: str = "```python\n",
+    fingerprint: JsonObj | None = None,
+    model_dir: str | Path | None = None,
+    server_log: Path | None = None,
+    base_url: str | None = None,
+    show_progress: bool = True,
+) -> StageStats:
+    """Write ``out``: one line per (fields, LiveCodeBench prompt) in order, its ``n`` completions
+    after the fields; resumable like every generation stage."""
+    sampling = params.sampling()
+    requests = [CompletionRequest(index=i, id=json.dumps(ident, sort_keys=True),
+                                  prompt=wrap(text, params.format, response), params=sampling)
+                for i, (ident, text) in enumerate(prompts)]
+    make_record = one_record_per_request(lambda request, result: sample_record(
+        prompts[request.index][0], result, params.format, response))
+    value = {
+        "version": LCB_GENERATE_VERSION,
+        "scenario": scenario,
+        **(fingerprint or {}),
+        "params": params.to_dict(),
+        "model": [str(model_dir or settings.model.name), settings.model.revision],
+        "model_files": model_dir_digest(model_dir),
+    }
+    with serve(settings, model_dir=model_dir, log_path=server_log, base_url=base_url) as url:
+        stats = run_generation(lambda: requests, out, settings.client_params(url), make_record,
+                               fingerprint_value=value, desc=f"livecodebench {scenario}", show_progress=show_progress)
+    stats.extra.update({"items": len(prompts)})
+    stats.check_balance()
+    return stats
 
 
 def generate_lcb_samples(
@@ -101,25 +138,9 @@ def generate_lcb_samples(
     base_url: str | None = None,
     show_progress: bool = True,
 ) -> StageStats:
-    """Write ``out``: one samples line per problem, resumable like every generation stage."""
-    requests = lcb_requests(problems, params)
-    make_record = one_record_per_request(lambda request, result: sample_record(problems[request.index], result,
-                                                                               params.format))
-    value = {
-        "version": LCB_GENERATE_VERSION,
-        "problems": [p.question_id for p in problems],
-        "files": [sha256_file(f) for f in problem_files],
-        "params": params.to_dict(),
-        "model": [str(model_dir or settings.model.name), settings.model.revision],
-        "model_files": model_dir_digest(model_dir),
-    }
-
-    def run(url: str) -> StageStats:
-        return run_generation(lambda: requests, out, settings.client_params(url), make_record,
-                              fingerprint_value=value, desc="livecodebench codegeneration", show_progress=show_progress)
-
-    with serve(settings, model_dir=model_dir, log_path=server_log, base_url=base_url) as url:
-        stats = run(url)
-    stats.extra.update({"problems": len(problems)})
-    stats.check_balance()
-    return stats
+    """Write ``out``: one code-generation samples line per problem."""
+    return generate_prompts(
+        [({"question_id": p.question_id}, build_prompt(p)) for p in problems], out, settings, params,
+        scenario="codegeneration", fingerprint={"problems": [p.question_id for p in problems],
+                                                "files": [sha256_file(f) for f in problem_files]},
+        model_dir=model_dir, server_log=server_log, base_url=base_url, show_progress=show_progress)

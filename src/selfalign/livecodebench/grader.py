@@ -125,6 +125,40 @@ def _short(value, limit=200):
     return text if len(text) <= limit else text[: limit // 2] + "..." + text[-limit // 2:]
 
 
+def _truncate(text, length=300):
+    """LiveCodeBench's ``truncatefn``: the head and tail of a long text."""
+    return text if len(text) <= length else text[: length // 2] + "...(truncated) ..." + text[-length // 2:]
+
+
+#: Where the failing test stood (for the feedback line self repair's prompt quotes).
+_AT: dict = {}
+FEEDBACK_MARK = "#lcb-feedback "
+
+
+def _functional_inputs(given):
+    size = 300 // (given.count("\n") + 1)
+    return "\n".join(_truncate(line, size) for line in given.strip().split("\n"))
+
+
+def feedback(exc):
+    """LiveCodeBench's metadata of a failing sample (``testing_util.run_test``): error_code -1
+    compilation, -2 wrong answer, -3 time limit, -4 runtime error, with the test's input and
+    expected output truncated as it truncates them."""
+    if not _AT.get("inputs_set"):
+        return {"error": repr(exc), "error_code": -1, "error_message": "Compilation Error"}
+    where = {"inputs": _AT["inputs"], "expected": _AT["expected"]}
+    if isinstance(exc, WrongAnswer):
+        return {"output": _AT.get("output", ""), **where, "error_code": -2, "error_message": "Wrong Answer"}
+    if isinstance(exc, TimeLimitExceeded):
+        return {"error": repr(exc), "error_code": -3, "error_message": "Time Limit Exceeded", **where}
+    return {"error": repr(exc), "error_code": -4, "error_message": "Runtime Error", **where}
+
+
+def _at_test(given, expected, functional):
+    _AT.update(inputs_set=True, inputs=_functional_inputs(given) if functional else _truncate(given),
+               expected=_truncate(expected, 200))
+
+
 def grade_functional(code, tests, fn_name, timeout):
     module = _load(IMPORTS + "\n\n" + code, timeout)
     target = module.Solution() if "class Solution" in code and hasattr(module, "Solution") else module
@@ -132,6 +166,7 @@ def grade_functional(code, tests, fn_name, timeout):
     if method is None:
         raise WrongAnswer(f"no function {fn_name!r}")
     for index, (given, expected) in enumerate(tests):
+        _at_test(given, expected, functional=True)
         args = [json.loads(line) for line in given.split("\n")]
         wanted = json.loads(expected)
         signal.alarm(timeout)
@@ -142,6 +177,10 @@ def grade_functional(code, tests, fn_name, timeout):
         if isinstance(got, tuple):
             got = list(got)
         if got != wanted:
+            try:
+                _AT["output"] = _truncate(json.dumps(got), 200)
+            except (TypeError, ValueError):
+                _AT["output"] = _truncate(repr(got), 200)
             raise WrongAnswer(f"test {index}: got {_short(got)}, expected {_short(wanted)}")
 
 
@@ -151,6 +190,7 @@ def grade_stdin(code, tests, timeout):
     if function is None:
         raise WrongAnswer("the program could not be wrapped")
     for index, (given, expected) in enumerate(tests):
+        _at_test(given, expected, functional=False)
         stdin, stdout = sys.stdin, sys.stdout
         sys.stdin, sys.stdout = _Stdin(given), io.StringIO()
         signal.alarm(timeout)
@@ -163,6 +203,7 @@ def grade_stdin(code, tests, timeout):
             got = sys.stdout.getvalue()
             sys.stdin, sys.stdout = stdin, stdout
         if not _same_output(got, expected):
+            _AT["output"] = _truncate(got, 200)
             raise WrongAnswer(f"test {index}: got {_short(got)}, expected {_short(expected)}")
 
 
@@ -170,7 +211,14 @@ def main(payload):
     """``payload``: JSON of {code, tests: [[input, output], ...], fn_name (null: stdin), timeout}."""
     job = json.loads(payload)
     signal.signal(signal.SIGALRM, _alarm)
-    if job["fn_name"]:
-        grade_functional(job["code"], job["tests"], job["fn_name"], job["timeout"])
-    else:
-        grade_stdin(job["code"], job["tests"], job["timeout"])
+    try:
+        if job["fn_name"]:
+            grade_functional(job["code"], job["tests"], job["fn_name"], job["timeout"])
+        else:
+            grade_stdin(job["code"], job["tests"], job["timeout"])
+    except BaseException as exc:
+        # one line on the real stdout (the sample's own output was captured or came before):
+        # the verdict's reason stays the exception's, the line is what self repair quotes
+        sys.__stdout__.write("\n" + FEEDBACK_MARK + json.dumps(feedback(exc), sort_keys=True) + "\n")
+        sys.__stdout__.flush()
+        raise
