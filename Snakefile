@@ -24,6 +24,7 @@ from selfalign.runtime import DETAIL_CAP_ENV  # noqa: E402
 from selfalign.chain import ARTIFACT_STAGES, BY_KEY, IMPORT_STAGES, dropped_path  # noqa: E402
 from selfalign.evaluation.benchmarks import BENCHMARKS, EVALPLUS  # noqa: E402
 from selfalign.livecodebench.codegen import RELEASE_FILES as LCB_RELEASE_FILES  # noqa: E402
+from selfalign.livecodebench import workflow as lcb_workflow  # noqa: E402
 
 envvars:
     "PATH",
@@ -86,7 +87,7 @@ rule all:
         f"{RESULTS}/eval/table.md",
         # HumanEvalPack and LiveCodeBench on the checkpoint, when enabled in their sections
         OCTO_TABLE,
-        [f"{RESULTS}/livecodebench/codegeneration/table.md"] if (config.get("livecodebench") or {}).get("enabled") else [],
+        [f"{RESULTS}/livecodebench/table.md"] if (config.get("livecodebench") or {}).get("enabled") else [],
         f"{RESULTS}/report/index.html",
         f"{RESULTS}/report/report.json",
         # a run with a lock file (the tiny profile's) ends by checking its bytes against it

@@ -40,6 +40,8 @@ rule report:
         verdict=VERDICT,
         # HumanEvalPack's table, when octopack.eval.enabled
         humanevalpack=[f"{RESULTS}/octopack/table.json"] if OCTO_TABLE else [],
+        # LiveCodeBench's table, when livecodebench.enabled
+        livecodebench=[f"{RESULTS}/livecodebench/table.json"] if (config.get("livecodebench") or {}).get("enabled") else [],
     output:
         html=report(
             f"{RESULTS}/report/index.html",
@@ -60,6 +62,7 @@ rule report:
         run=RUN,
         verdict=lambda wildcards, input: f"--verdict {input.verdict}" if input.verdict else "",
         humanevalpack=lambda wildcards, input: f"--humanevalpack {input.humanevalpack}" if input.humanevalpack else "",
+        livecodebench=lambda wildcards, input: f"--livecodebench {input.livecodebench}" if input.livecodebench else "",
     log:
         f"{RESULTS}/logs/report.log",
     benchmark:
@@ -73,7 +76,7 @@ rule report:
         "selfalign report --results {params.results} --run-name {params.run} --config {params.config:q}"
         " --eval {input.scores} --eval-table {input.table} --files {input.files}"
         " --html {output.html} --json {output.json} --svg {output.svg} {params.verdict} {params.humanevalpack}"
-        " > {log} 2>&1"
+        " {params.livecodebench} > {log} 2>&1"
 
 
 if config["verify"]["lock"]:
@@ -88,9 +91,7 @@ if config["verify"]["lock"]:
             files=rules.report.input.files,
             humanevalpack=rules.report.input.humanevalpack,
             # LiveCodeBench's artifacts, when livecodebench.enabled (locked like the rest)
-            livecodebench=[f"{RESULTS}/livecodebench/codegeneration/table.md"]
-            if (config.get("livecodebench") or {}).get("enabled")
-            else [],
+            livecodebench=rules.report.input.livecodebench,
             lock=config["verify"]["lock"],
         output:
             f"{RESULTS}/verify.json",

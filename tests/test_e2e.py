@@ -20,6 +20,7 @@ from workflow_utils import copy_workflow, kill_group, mkl_vendor_preload, run, s
 
 from selfalign import chain
 from selfalign.determinism import PORTABLE_CPU_ENV
+from selfalign.livecodebench.workflow import SCENARIOS as LCB_SCENARIOS
 from selfalign.octopack import humanevalpack
 from selfalign.octopack.results import TABLE_KINDS as SCORED
 
@@ -49,8 +50,9 @@ EVALUATED = ("eval/humaneval.samples.jsonl", "eval/mbpp.samples.jsonl", "eval/hu
 HUMANEVALPACK = (*(f"octopack/{kind}/samples.jsonl" for kind in humanevalpack.TASKS),
                  *(f"octopack/{kind}/{name}" for kind in SCORED for name in ("verdicts.jsonl", "summary.json")),
                  "octopack/table.md", "octopack/table.json",
-                 *(f"livecodebench/codegeneration/{name}" for name in ("samples.jsonl", "verdicts.jsonl", "summary.json",
-                                                                      "table.md")))
+                 *(f"livecodebench/{scenario}/{name}" for scenario in LCB_SCENARIOS
+                   for name in ("samples.jsonl", "verdicts.jsonl", "summary.json", "table.md")),
+                 "livecodebench/selfrepair/repairs.jsonl", "livecodebench/table.md", "livecodebench/table.json")
 REPORTED = ("report/index.html", "report/report.json", "report/funnel.svg")
 # strict: a run whose bytes differ from the lock fails (profiles/tiny/strict.yaml), as in CI
 PROFILE = ["--profile", "profiles/tiny", "--configfile", "config.yaml", "profiles/tiny/recipe.yaml",
@@ -245,8 +247,9 @@ def test_tiny_chain_scores_the_checkpoint_on_humanevalpack(clean_run: Path) -> N
 
 
 def test_tiny_chain_scores_the_checkpoint_on_livecodebench(clean_run: Path) -> None:
-    """The tiny profile has livecodebench.enabled, on the four fixture problems: one greedy sample
-    each from the fine-tuned checkpoint, judged in gVisor on the public and private tests."""
+    """The tiny profile has livecodebench.enabled, all four scenarios on fixture items: one greedy
+    sample each from the fine-tuned checkpoint, judged in gVisor by each scenario's rules, and
+    one table beside the model card's four figures."""
     out = clean_run / "results" / "tiny" / "livecodebench" / "codegeneration"
     samples = _records(out / "samples.jsonl")
     assert [s["question_id"] for s in samples] == ["fx-lc-sum", "fx-lc-order", "fx-abc-mean", "fx-cf-reverse"]
@@ -254,6 +257,23 @@ def test_tiny_chain_scores_the_checkpoint_on_livecodebench(clean_run: Path) -> N
     verdicts = _records(out / "verdicts.jsonl")
     assert [(v["question_id"], v["sample"]) for v in verdicts] == [(s["question_id"], 0) for s in samples]
     assert all(v["status"] in ("pass", "fail") and v["reason"] != "missing" for v in verdicts)
+    # a failing sample's verdict carries the grader's report, which self repair's prompt quotes
+    failing = [v for v in verdicts if v["status"] != "pass"]
+    assert all(v["feedback"] is None or v["feedback"]["error_code"] in (-1, -2, -3, -4) for v in failing)
+    repair = clean_run / "results" / "tiny" / "livecodebench" / "selfrepair"
+    assert len(_records(repair / "repairs.jsonl")) == len(failing)
+    assert [s["question_id"] for s in _records(repair / "samples.jsonl")] == [s["question_id"] for s in samples]
+    for scenario, ids in (("testoutputprediction", ["fx-lc-order/0", "fx-lc-sum/0", "fx-lc-sum/1"]),
+                          ("codeexecution", ["sample_0", "sample_2", "sample_10"])):
+        scored = clean_run / "results" / "tiny" / "livecodebench" / scenario
+        assert [s["id"] for s in _records(scored / "samples.jsonl")] == ids
+        assert [(v["id"], v["sample"]) for v in _records(scored / "verdicts.jsonl")] == [(i, 0) for i in ids]
+    card = json.loads((clean_run / "results" / "tiny" / "livecodebench" / "table.json").read_text())
+    assert [(r["scenario"], r["card"]) for r in card["rows"]] == [
+        ("codegeneration", 20.4), ("selfrepair", 20.9), ("testoutputprediction", 29.8), ("codeexecution", 28.1)]
+    report = clean_run / "results" / "tiny" / "report"
+    assert json.loads((report / "report.json").read_text())["livecodebench"] == card
+    assert "<h3>LiveCodeBench</h3>" in (report / "index.html").read_text()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["groups"]["all"]["problems"] == 4 and set(summary["groups"]) == {"all", "easy", "medium", "hard"}
     assert "| all | 4 | 1 |" in (out / "table.md").read_text()
@@ -351,7 +371,7 @@ def test_tiny_chain_ends_verified_against_the_published_lock(clean_run: Path) ->
     results = clean_run / "results" / "tiny"
     report = json.loads((results / "verify.json").read_text())
     locked = len(json.loads((clean_run / "tests" / "expected" / "tiny.lock.json").read_text())["artifacts"])
-    assert locked == 60  # the chain's 37, HumanEvalPack's 19 and LiveCodeBench's 4
+    assert locked == 75  # the chain's 37, HumanEvalPack's 19 and LiveCodeBench's 19 (four scenarios and their table)
     assert report["ok"] and report["identical"] == report["artifacts"] == locked, report["first_divergence"]
     assert report["not_in_lock"] == []
     # the run report, written after the check, shows its verdict

@@ -98,10 +98,13 @@ def test_prompt_is_livecodebenchs_for_starcoder2_instruct(problems: dict) -> Non
     assert "### Format: Read the inputs from stdin solve the problem" in stdin and "# YOUR CODE HERE" in stdin
 
 
-def test_the_code_is_the_last_fenced_block() -> None:
+def test_the_code_is_the_first_fenced_block_as_when_the_card_was_made() -> None:
     answer = "Here:\n```python\nprint(1)\n```\nor better\n```python\nprint(2)\n```\nDone."
-    assert extract_code(answer) == "print(2)"
+    # LiveCodeBench 99affe6 (April 2024) took the first block; since its 264e841, the last
+    assert extract_code(answer) == "print(1)" and extract_code(answer, "last") == "print(2)"
     assert extract_code("print(3)") == "" and extract_code("```python\nprint(4)") == ""
+    with pytest.raises(ValueError, match="code block"):
+        extract_code(answer, "middle")
 
 
 @pytest.mark.sandbox

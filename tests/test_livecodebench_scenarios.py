@@ -213,3 +213,45 @@ def test_self_repair_asks_only_for_failing_samples_and_keeps_the_passing_ones(tm
     repairs.write_text("")
     with pytest.raises(RecordError, match="no repair for 'fx-lc-sum' sample 1"):
         selfrepair.assemble(samples, verdicts, repairs, problems, tmp_path / "out.jsonl")
+
+
+def test_the_workflow_reads_each_scenarios_settings_over_code_generations() -> None:
+    from selfalign.livecodebench import workflow
+    from selfalign.livecodebench.codegen import RELEASE_FILES
+
+    lcb = {"revision": "r" * 40, "release": "release_v2", "generation": {"n": 10, "temperature": 0.2},
+           "sandbox": {"workers": 2}, "k": [1, 5, 10], "scenarios": ["selfrepair", "codeexecution"],
+           "self_repair": {"generation": {"n": 1}},
+           "code_execution": {"revision": "e" * 40, "cot": True, "k": [1], "sandbox": {"preload": ["numpy"]}},
+           "test_output_prediction": {"files": ["local.jsonl"]}, "start_date": "2024-01-01", "code_block": "last"}
+    # self repair needs code generation's samples, so it comes too; LiveCodeBench's order
+    assert workflow.scenarios(lcb) == ["codegeneration", "selfrepair", "codeexecution"]
+    assert workflow.files(lcb, "selfrepair", RELEASE_FILES) == [f"results/livecodebench/data/{'r' * 40}/test.jsonl",
+                                                                f"results/livecodebench/data/{'r' * 40}/test2.jsonl"]
+    assert workflow.files(lcb, "codeexecution", RELEASE_FILES) == [f"results/livecodebench/codeexecution-data/{'e' * 40}"]
+    assert workflow.files(lcb, "testoutputprediction", RELEASE_FILES) == ["local.jsonl"]
+    assert json.loads(workflow.generation(lcb, "selfrepair")) == {"n": 1, "temperature": 0.2}
+    assert json.loads(workflow.sandbox(lcb, "codeexecution")) == {"workers": 2, "preload": ["numpy"]}
+    assert (workflow.ks(lcb, "codeexecution"), workflow.ks(lcb, "codegeneration")) == ("1", "1 5 10")
+    assert (workflow.cot(lcb, "codeexecution"), workflow.cot(lcb, "codegeneration")) == ("--cot", "")
+    assert workflow.select(lcb) == "--start-date 2024-01-01 --code-block last"
+
+
+def test_the_card_table_puts_each_scenario_beside_the_model_card(tmp_path: Path) -> None:
+    from selfalign.evaluation.benchmarks import keys
+    from selfalign.livecodebench.table import card_table, render
+
+    assert keys("livecodebench") == ("lcb-codegeneration", "lcb-selfrepair", "lcb-testoutputprediction",
+                                     "lcb-codeexecution")
+    paths = []
+    for scenario, passed in (("codeexecution", 0.25), ("codegeneration", 0.5)):
+        path = tmp_path / f"{scenario}.json"
+        path.write_text(json.dumps({"scenario": scenario, "window": "2 items", "groups": {"all": {
+            "problems": 2, "samples_per_problem": 4, "missing": 0, "pass_at_k": {"pass@1": passed}}}}))
+        paths.append(path)
+    table = card_table(paths)
+    assert [(r["scenario"], r["pass@1"], r["card"]) for r in table["rows"]] == [
+        ("codegeneration", 50.0, 20.4), ("codeexecution", 25.0, 28.1)]
+    assert "| code generation | 2 | 4 | 50.0 | 20.4 | 0 |" in render(table)
+    with pytest.raises(ValueError, match="a second summary of codegeneration"):
+        card_table([paths[1], paths[1]])

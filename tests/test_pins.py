@@ -136,6 +136,8 @@ def test_a_placeholder_is_an_error_in_a_pinned_file_and_in_a_hub_revision(tmp_pa
     assert "a branch moves" in next(h for h in hub_pins(config) if h.key == "livecodebench").problems()[0]
     config["livecodebench"]["files"] = ["problems.jsonl"]
     assert "livecodebench" not in {h.key for h in hub_pins(config)}
+    # and the prediction scenarios' datasets, each at its commit
+    assert problems["livecodebench.test_output_prediction"] == problems["livecodebench.code_execution"] == ()
 
     overlay = tmp_path / "placeholder.yaml"
     overlay.write_text(yaml.safe_dump({"curation": {"mix": [

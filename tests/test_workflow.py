@@ -61,11 +61,20 @@ def test_paper_livecodebench_target_fetches_the_pinned_release_and_samples_as_li
     result = run(["-n", "-p", "lcb_eval"], workdir, timeout=60)
     assert result.returncode == 0, result.stdout
     counts = _job_counts(result.stdout)
-    assert (counts["lcb_fetch"], counts["lcb_generate"], counts["lcb_score"]) == (1, 1, 1)
+    # the four scenarios: code generation's problems fetched once, the two prediction datasets each
+    assert (counts["lcb_fetch"], counts["lcb_fetch_data"], counts["lcb_generate"], counts["lcb_repair"],
+            counts["lcb_score"], counts["lcb_table"]) == (1, 2, 3, 1, 4, 1)
     out = result.stdout
     revision = "356356a5c3a6baf7748838d82c5c36c62235ca50"
     assert f"selfalign lcb fetch --release release_v1 --revision {revision}" in out
-    generate = next(line for line in out.splitlines() if "selfalign lcb generate " in line)
+    assert ("selfalign lcb fetch --dataset livecodebench/execution-v2 --revision e3bbac6d5da0043c4a0b4e4f4b678f1f6497cc86"
+            in out and "--dataset livecodebench/test_generation --revision 6f3ac40bbecf81eba15899139d279b077f2816fd" in out)
+    repair = next(line for line in out.splitlines() if "selfalign lcb generate --scenario selfrepair" in line)
+    assert '"n": 1,' in repair and "--codegen-verdicts results/paper/livecodebench/codegeneration/verdicts.jsonl" in repair
+    execution = next(line for line in out.splitlines() if "selfalign lcb score --scenario codeexecution" in line)
+    assert '"sample_site": "bundled:livecodebench"' in execution and '"preload": ["numpy", "pandas"]' in execution
+    assert "-k 1 " in execution
+    generate = next(line for line in out.splitlines() if "selfalign lcb generate --scenario codegeneration" in line)
     assert f"--files results/livecodebench/data/{revision}/test.jsonl" in generate
     assert '"n": 10' in generate and '"temperature": 0.2' in generate and '"stop": ["###"]' in generate
     assert '"backend": "vllm"' in generate and "--model-dir results/paper/checkpoint" in generate
@@ -275,7 +284,7 @@ def _digests_overlay() -> str:
 def test_each_rule_runs_in_its_image(workdir: Path, tmp_path: Path) -> None:
     containers = _rule_containers(workdir, tmp_path, _digests_overlay())
     gpu_rules = {f"generate_{s}_shard" for s in ("judge", "concepts", "instructions", "responses")}
-    gpu_rules |= {"eval_generate", "octopack_generate", "lcb_generate"}
+    gpu_rules |= {"eval_generate", "octopack_generate", "lcb_generate", "lcb_repair"}
     assert gpu_rules <= set(containers) and "train" in containers and "sft" in containers
     for rule, image in containers.items():
         expected = "vllm" if rule in gpu_rules else "train" if rule == "train" else "pipeline"

@@ -397,6 +397,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         verify=args.verify_hashes,
         verdict=args.verdict,
         humanevalpack=args.humanevalpack,
+        livecodebench=args.livecodebench,
     )
     write_report(report, html_out=args.html, json_out=args.json, svg_out=args.svg)
     sidecars = [a["sidecar"] for a in report["artifacts"] if "sidecar" in a]
@@ -506,6 +507,9 @@ def _lcb_problems(args: argparse.Namespace) -> tuple[list[Any], str]:
     repair's problems, or the prediction scenarios' items."""
     from .livecodebench import codegen, prediction
 
+    # a directory stands for its data files (a fetched parquet dataset's), in name order
+    args.files = [f for path in map(Path, args.files) for f in (
+        sorted(p for p in path.iterdir() if p.suffix in (".parquet", ".jsonl")) if path.is_dir() else [path])]
     if args.scenario == "testoutputprediction":
         return prediction.in_window(prediction.load_test_output(args.files), args.start_date, args.end_date, args.limit)
     if args.scenario == "codeexecution":
@@ -546,7 +550,8 @@ def cmd_lcb_generate(args: argparse.Namespace) -> None:
             raise SystemExit("lcb generate --scenario selfrepair needs --codegen-samples and --codegen-verdicts")
         if sampling.n != 1:
             raise SystemExit("self repair asks for one repair per failing sample: n must be 1 (LiveCodeBench's)")
-        prompts = selfrepair.repair_requests(args.codegen_samples, args.codegen_verdicts, items)
+        prompts = selfrepair.repair_requests(args.codegen_samples, args.codegen_verdicts, items, args.code_block)
+        fingerprint["code_block"] = args.code_block
         inputs += [args.codegen_samples, args.codegen_verdicts]
         fingerprint["codegen"] = [sha256_file(args.codegen_samples), sha256_file(args.codegen_verdicts)]
         out = out.with_name("repairs.jsonl")
@@ -581,11 +586,22 @@ def cmd_lcb_score(args: argparse.Namespace) -> None:
     items, window = _lcb_problems(args)
     if args.scenario in ("codegeneration", "selfrepair"):
         score.score_samples(args.samples, items, args.out, params, problem_files=args.files, window=window,
-                            ks=args.k, scenario=args.scenario, show_progress=not args.no_progress)
+                            ks=args.k, scenario=args.scenario, code_block=args.code_block,
+                            show_progress=not args.no_progress)
     else:
         score.score_predictions(args.samples, items, args.scenario, args.out, params, problem_files=args.files,
                                 window=window, ks=args.k, cot=args.cot, show_progress=not args.no_progress)
     print((Path(args.out) / "table.md").read_text())
+
+
+def cmd_lcb_table(args: argparse.Namespace) -> None:
+    from .livecodebench import table
+
+    result = table.card_table(args.inputs)
+    write_json(args.json, result)
+    with atomic_writer(args.out) as handle:
+        handle.write(table.render(result))
+    print(Path(args.out).read_text())
 
 
 def cmd_lock(args: argparse.Namespace) -> None:
@@ -879,7 +895,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext in (("generate", "samples from a checkpoint through the serving path, one request per item"),
                            ("score", "samples judged in the sandbox by the scenario's rules: pass@k")):
         p = lcb_sub.add_parser(name, help=helptext)
-        p.add_argument("--scenario", choices=LCB_SCENARIOS, default="codegeneration")
+        p.add_argument("--scenario", choices=LCB_SCENARIOS, default="codegeneration", help="which of its scenarios")
         p.add_argument("--files", nargs="+", required=True,
                        help="the scenario's dataset files (code_generation_lite's JSONL for code generation and "
                             "self repair; test_generation's or execution-v2's parquet or JSONL)")
@@ -887,6 +903,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--end-date", default=None, help="last contest date (YYYY-MM-DD, inclusive)")
         p.add_argument("--limit", type=int, default=None, help="the first N items of the window")
         p.add_argument("--cot", action="store_true", help="code execution with its chain-of-thought prompt")
+        p.add_argument("--code-block", choices=("first", "last"), default="first",
+                       help="which fenced block of an answer is its code (LiveCodeBench: first until its 264e841)")
         p.add_argument("--out", required=True, help="samples JSONL" if name == "generate" else "output directory")
         if name == "generate":
             p.add_argument("--gen-params", help="format, max_tokens, temperature, top_p, n, stop, seed (JSON or @file)")
@@ -903,6 +921,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--sandbox", help="livecodebench sandbox parameters (JSON or @file)")
             p.add_argument("--no-progress", action="store_true", help="no progress bar")
             p.set_defaults(func=cmd_lcb_score)
+    p = lcb_sub.add_parser("table", help="the scored scenarios in one table beside the model card's figures")
+    p.add_argument("--inputs", nargs="+", required=True, help="summary.json of each `lcb score` run")
+    p.add_argument("--out", required=True, help="table.md")
+    p.add_argument("--json", required=True, help="table.json")
+    p.set_defaults(func=cmd_lcb_table)
 
     seeds = sub.add_parser("seeds", help="seed-function stages (The Stack -> filtered seeds)")
     seeds_sub = seeds.add_subparsers(dest="seeds_command", required=True)
@@ -1025,6 +1048,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", nargs="*", default=[], help="score files of `eval score` (eval/*.json)")
     p.add_argument("--eval-table", default=None, help="eval/table.md, checked against the score files")
     p.add_argument("--humanevalpack", default=None, help="octopack/table.json: HumanEvalPack beside OctoCoder")
+    p.add_argument("--livecodebench", default=None, help="livecodebench/table.json: LiveCodeBench beside the card")
     p.add_argument("--files", nargs="*", default=[], help="artifacts without a sidecar, hashed by the report")
     p.add_argument("--html", required=True, help="the page to write (report/index.html)")
     p.add_argument("--json", required=True, help="the machine-readable report (report/report.json)")

@@ -42,6 +42,9 @@ SEPARATE_ENVS: Mapping[str, str] = {
     "envs/sample-release.txt": "what generated samples may import under execution.exec_mode "
     "release (the release's numpy 1.26.4), in .venv/sample-release or the sandbox image's "
     "/opt/sample-release, never on the pipeline's own sys.path",
+    "envs/sample-livecodebench.txt": "what LiveCodeBench's code-execution checks import (numpy, "
+    "pandas of April 2024), in .venv/sample-livecodebench or the pipeline image's "
+    "/opt/venv/sample-livecodebench, mounted into the sandbox only",
 }
 
 #: pip options that may appear on their own line in an envs file.

@@ -238,4 +238,8 @@ def hub_pins(config: Mapping[str, Any]) -> list[HubPin]:
     lcb = config.get("livecodebench") or {}
     if lcb.get("dataset") and not lcb.get("files"):
         pins.append(HubPin("livecodebench", str(lcb["dataset"]), str(lcb.get("revision"))))
+    for section in ("test_output_prediction", "code_execution"):
+        part = lcb.get(section) or {}
+        if part.get("dataset") and not part.get("files"):
+            pins.append(HubPin(f"livecodebench.{section}", str(part["dataset"]), str(part.get("revision"))))
     return pins

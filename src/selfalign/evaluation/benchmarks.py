@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from ..records import JsonObj
 
-Family = Literal["evalplus", "humanevalpack"]
+Family = Literal["evalplus", "humanevalpack", "livecodebench"]
 
 
 @dataclass(frozen=True)
@@ -198,8 +198,36 @@ def _humanevalpack() -> tuple[Benchmark, ...]:
     )
 
 
+#: LiveCodeBench's four scenarios (``selfalign.livecodebench``), keyed ``lcb-<scenario>`` as the
+#: rules name them, each with the dataset commit it is pinned at (config ``livecodebench``) and
+#: the model card's pass@1 (figures made with LiveCodeBench's own runner, April 2024).
+_LCB = "selfalign.livecodebench"
+_LIVECODEBENCH = (
+    Benchmark("lcb-codegeneration", "LiveCodeBench (code generation)", "livecodebench", ("356356a",),
+              loader=f"{_LCB}.codegen:load_problems", prompt=f"{_LCB}.codegen:build_prompt",
+              postprocess=f"{_LCB}.codegen:extract_code", checker=f"{_LCB}.codegen:grading_program",
+              published=(Published("StarCoder2-15B-Instruct-v0.1", "base", 20.4, _CARD),),
+              tags={"scenario": "codegeneration"}),
+    Benchmark("lcb-selfrepair", "LiveCodeBench (self repair)", "livecodebench", ("356356a",),
+              loader=f"{_LCB}.codegen:load_problems", prompt=f"{_LCB}.selfrepair:repair_prompt",
+              postprocess=f"{_LCB}.codegen:extract_code", checker=f"{_LCB}.codegen:grading_program",
+              published=(Published("StarCoder2-15B-Instruct-v0.1", "base", 20.9, _CARD),),
+              tags={"scenario": "selfrepair"}),
+    Benchmark("lcb-testoutputprediction", "LiveCodeBench (test output prediction)", "livecodebench", ("6f3ac40",),
+              loader=f"{_LCB}.prediction:load_test_output", prompt=f"{_LCB}.prediction:test_output_prompt",
+              postprocess=f"{_LCB}.prediction:extract_test_output", checker=f"{_LCB}.prediction:test_output_program",
+              published=(Published("StarCoder2-15B-Instruct-v0.1", "base", 29.8, _CARD),),
+              tags={"scenario": "testoutputprediction"}),
+    Benchmark("lcb-codeexecution", "LiveCodeBench (code execution)", "livecodebench", ("e3bbac6",),
+              loader=f"{_LCB}.prediction:load_execution", prompt=f"{_LCB}.prediction:execution_prompt",
+              postprocess=f"{_LCB}.prediction:extract_execution", checker=f"{_LCB}.prediction:execution_program",
+              published=(Published("StarCoder2-15B-Instruct-v0.1", "base", 28.1, _CARD),),
+              tags={"scenario": "codeexecution"}),
+)
+
+
 def _table() -> dict[str, Benchmark]:
-    rows = (*_EVALPLUS, *_humanevalpack())
+    rows = (*_EVALPLUS, *_humanevalpack(), *_LIVECODEBENCH)
     table = {b.key: b for b in rows}
     if len(table) != len(rows):
         raise AssertionError("two benchmarks share a key")

@@ -13,8 +13,8 @@ so no code runs), unlike ``pickle.loads``.
 
 The prompt is LiveCodeBench's for StarCoder2-Instruct (``LMStyle.StarCoderInstruct``, added in
 LiveCodeBench 99affe6 in April 2024: its generic system message, then the question with the
-starter code or the stdin instruction); the code is the last fenced block of the answer
-(``extract_code``). Grading runs :mod:`selfalign.livecodebench.grader` in the sandbox on the public
+starter code or the stdin instruction); the code is the first fenced block of the answer
+(``extract_code``; the last with ``code_block: last``, as LiveCodeBench since 264e841). Grading runs :mod:`selfalign.livecodebench.grader` in the sandbox on the public
 and private tests.
 """
 
@@ -210,14 +210,22 @@ def build_prompt(problem: Problem) -> str:
     return prompt + "### Answer: (use the provided format with backticks)\n\n"
 
 
-def extract_code(answer: str) -> str:
-    """The last fenced block of an answer (LiveCodeBench's ``extract_code`` for chat styles): the
-    lines between the last two lines that hold a fence; no block, no code."""
+#: Which fenced block of an answer is its code: ``first`` as LiveCodeBench took it until its 264e841
+#: (December 2024), so when the model card's figures were made; ``last`` since.
+CODE_BLOCKS = ("first", "last")
+
+
+def extract_code(answer: str, block: str = "first") -> str:
+    """The code of an answer (LiveCodeBench's ``extract_code`` for chat styles): the lines between
+    the first two lines that hold a fence (``block="last"``: the last two); no block, no code."""
+    if block not in CODE_BLOCKS:
+        raise ValueError(f"unknown code block choice {block!r}: expected one of {CODE_BLOCKS}")
     lines = answer.split("\n")
     fences = [i for i, line in enumerate(lines) if "```" in line]
     if len(fences) < 2:
         return ""
-    return "\n".join(lines[fences[-2] + 1 : fences[-1]])
+    start, end = (fences[0], fences[1]) if block == "first" else (fences[-2], fences[-1])
+    return "\n".join(lines[start + 1 : end])
 
 
 def grading_program(problem: Problem, code: str, timeout_s: int = TEST_TIMEOUT_S) -> str:

@@ -107,9 +107,9 @@ class Sample:
     code: str | None  # extracted; None for a missing problem's stand-in
 
 
-def read_samples(path: str | Path, problems: Sequence[Problem]) -> list[Sample]:
-    """Every sample of ``path`` for ``problems`` (their order; each completion's last fenced block
-    extracted), with stand-ins for problems without a line (or whose request was refused): ``n``
+def read_samples(path: str | Path, problems: Sequence[Problem], code_block: str = "first") -> list[Sample]:
+    """Every sample of ``path`` for ``problems`` (their order; each completion's code extracted,
+    its ``code_block`` fenced block), with stand-ins for problems without a line (or whose request was refused): ``n``
     failures each, ``n`` the most samples any problem has. A line naming an unknown problem or a
     problem twice, or without a list of strings, is an error naming the file and line."""
     known = {p.question_id for p in problems}
@@ -133,7 +133,8 @@ def read_samples(path: str | Path, problems: Sequence[Problem]) -> list[Sample]:
         if found is None or not found[1]:
             samples.extend(Sample(problem.question_id, k, None) for k in range(n))
         else:
-            samples.extend(Sample(problem.question_id, k, extract_code(text)) for k, text in enumerate(found[1]))
+            samples.extend(Sample(problem.question_id, k, extract_code(text, code_block))
+                           for k, text in enumerate(found[1]))
     return samples
 
 
@@ -264,6 +265,7 @@ def score_samples(
     window: str = "all",
     ks: Sequence[int] = (1, 5, 10),
     scenario: str = "codegeneration",
+    code_block: str = "first",
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Score ``samples_path`` (code generation's or self repair's samples) on ``problems``; write
@@ -271,9 +273,9 @@ def score_samples(
     started = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    samples = read_samples(samples_path, problems)
+    samples = read_samples(samples_path, problems, code_block)
     key: JsonObj = {"samples_sha256": sha256_file(samples_path), "problems": [p.question_id for p in problems],
-                    "files": [sha256_file(f) for f in problem_files]}
+                    "files": [sha256_file(f) for f in problem_files], "code_block": code_block}
     rows, stats = run_jobs(codegen_jobs(samples, problems, params), out / "verdicts.jsonl", params, key,
                            stage_name(scenario), show_progress)
     groups = summarize(rows, [(p.question_id, p.difficulty) for p in problems], ks)

@@ -92,8 +92,8 @@ def _codegen(samples: str | Path, verdicts: str | Path, problems: Sequence[Probl
     return out
 
 
-def repair_requests(samples: str | Path, verdicts: str | Path, problems: Sequence[Problem]
-                    ) -> list[tuple[JsonObj, str]]:
+def repair_requests(samples: str | Path, verdicts: str | Path, problems: Sequence[Problem],
+                    code_block: str = "first") -> list[tuple[JsonObj, str]]:
     """(fields, prompt) of every failing code-generation sample, in problem then sample order."""
     found = _codegen(samples, verdicts, problems)
     requests = []
@@ -101,7 +101,7 @@ def repair_requests(samples: str | Path, verdicts: str | Path, problems: Sequenc
         for k, (text, verdict) in enumerate(found.get(problem.question_id, [])):
             if verdict["status"] != "pass":
                 requests.append(({"question_id": problem.question_id, "sample": k},
-                                 repair_prompt(problem, extract_code(text), verdict.get("feedback"))))
+                                 repair_prompt(problem, extract_code(text, code_block), verdict.get("feedback"))))
     return requests
 
 

@@ -486,9 +486,10 @@ def build_report(
     verify: bool = False,
     verdict: str | os.PathLike[str] | None = None,
     humanevalpack: str | os.PathLike[str] | None = None,
+    livecodebench: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """report.json's content: funnel, evaluation (EvalPlus, and HumanEvalPack's table.json when
-    given), artifacts, config, environment."""
+    """report.json's content: funnel, evaluation (EvalPlus, and HumanEvalPack's and LiveCodeBench's
+    table.json when given), artifacts, config, environment."""
     funnel = build_funnel(results_dir)
     all_files = [*files, *([eval_table] if eval_table is not None else [])]
     artifacts = collect_artifacts(results_dir, prefix=prefix, files=all_files, verify=verify)
@@ -503,6 +504,7 @@ def build_report(
         "loss_curve": loss_curve(results_dir),
         "evaluation": evaluation,
         "humanevalpack": json.loads(Path(humanevalpack).read_text(encoding="utf-8")) if humanevalpack else None,
+        "livecodebench": json.loads(Path(livecodebench).read_text(encoding="utf-8")) if livecodebench else None,
         "artifacts": [a.to_json() for a in artifacts],
         "input_links": {
             status: sum(1 for i in links if i["status"] == status)

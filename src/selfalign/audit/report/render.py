@@ -141,6 +141,26 @@ def _humanevalpack_html(table: Mapping[str, Any] | None) -> str:
     ])
 
 
+def _livecodebench_html(table: Mapping[str, Any] | None) -> str:
+    """LiveCodeBench's table (livecodebench table.json): our pass@1 per scenario beside the card's."""
+    if not table:
+        return ""
+
+    def cell(value: Any) -> str:
+        return "-" if value is None else _e(value)
+
+    rows = ([_e(r["label"]), cell(r["items"]), cell(r["samples_per_item"]), cell(r["pass@1"]), cell(r["card"]),
+             cell(r["missing"])] for r in table["rows"])
+    return "\n".join([
+        "<h3>LiveCodeBench</h3>",
+        f"<p>pass@1 (%) per scenario, scored in the sandbox by LiveCodeBench's rules; beside it, "
+        f"{_e(table['model_card'])}'s model card. Items: "
+        f"{_e('; '.join(r['label'] + ': ' + r['window'] for r in table['rows']))}.</p>",
+        _table(["scenario", "items", "samples per item", "pass@1", "model card", "missing"], rows,
+               numeric=(1, 2, 3, 4, 5)),
+    ])
+
+
 def _short_hash(digest: str | None) -> str:
     return f'<span class="hash short" title="{_e(digest)}">{_e(digest[:12])}…</span>' if digest else "–"
 
@@ -306,6 +326,7 @@ def render_html(report: Mapping[str, Any], svg: str) -> str:
             "<h2>2. Evaluation (EvalPlus pass@1, %)</h2>",
             _eval_html(report["evaluation"]),
             _humanevalpack_html(report.get("humanevalpack")),
+            _livecodebench_html(report.get("livecodebench")),
             *(["<h3>Fine-tuning loss</h3>", f'<div class="plot" style="max-width:760px">{_inline_svg(loss_svg(report["loss_curve"]))}</div>']
               if report.get("loss_curve") else []),
             "<h2>3. Artifacts: hashes and provenance</h2>",
