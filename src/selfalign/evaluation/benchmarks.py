@@ -198,31 +198,31 @@ def _humanevalpack() -> tuple[Benchmark, ...]:
     )
 
 
+def _lcb(scenario: str, version: str, loader: str, prompt: str, postprocess: str, checker: str,
+         card: float) -> Benchmark:
+    """One LiveCodeBench scenario's row; hooks are ``module:function`` under selfalign.livecodebench."""
+    return Benchmark(f"lcb-{scenario}", f"LiveCodeBench ({TITLES[scenario]})", "livecodebench", (version,),
+                     loader=f"selfalign.livecodebench.{loader}", prompt=f"selfalign.livecodebench.{prompt}",
+                     postprocess=f"selfalign.livecodebench.{postprocess}",
+                     checker=f"selfalign.livecodebench.{checker}",
+                     published=(Published("StarCoder2-15B-Instruct-v0.1", "base", card, _CARD),),
+                     tags={"scenario": scenario})
+
+
+TITLES = {"codegeneration": "code generation", "selfrepair": "self repair",
+          "testoutputprediction": "test output prediction", "codeexecution": "code execution"}
 #: LiveCodeBench's four scenarios (``selfalign.livecodebench``), keyed ``lcb-<scenario>`` as the
 #: rules name them, each with the dataset commit it is pinned at (config ``livecodebench``) and
 #: the model card's pass@1 (figures made with LiveCodeBench's own runner, April 2024).
-_LCB = "selfalign.livecodebench"
 _LIVECODEBENCH = (
-    Benchmark("lcb-codegeneration", "LiveCodeBench (code generation)", "livecodebench", ("356356a",),
-              loader=f"{_LCB}.codegen:load_problems", prompt=f"{_LCB}.codegen:build_prompt",
-              postprocess=f"{_LCB}.codegen:extract_code", checker=f"{_LCB}.codegen:grading_program",
-              published=(Published("StarCoder2-15B-Instruct-v0.1", "base", 20.4, _CARD),),
-              tags={"scenario": "codegeneration"}),
-    Benchmark("lcb-selfrepair", "LiveCodeBench (self repair)", "livecodebench", ("356356a",),
-              loader=f"{_LCB}.codegen:load_problems", prompt=f"{_LCB}.selfrepair:repair_prompt",
-              postprocess=f"{_LCB}.codegen:extract_code", checker=f"{_LCB}.codegen:grading_program",
-              published=(Published("StarCoder2-15B-Instruct-v0.1", "base", 20.9, _CARD),),
-              tags={"scenario": "selfrepair"}),
-    Benchmark("lcb-testoutputprediction", "LiveCodeBench (test output prediction)", "livecodebench", ("6f3ac40",),
-              loader=f"{_LCB}.prediction:load_test_output", prompt=f"{_LCB}.prediction:test_output_prompt",
-              postprocess=f"{_LCB}.prediction:extract_test_output", checker=f"{_LCB}.prediction:test_output_program",
-              published=(Published("StarCoder2-15B-Instruct-v0.1", "base", 29.8, _CARD),),
-              tags={"scenario": "testoutputprediction"}),
-    Benchmark("lcb-codeexecution", "LiveCodeBench (code execution)", "livecodebench", ("e3bbac6",),
-              loader=f"{_LCB}.prediction:load_execution", prompt=f"{_LCB}.prediction:execution_prompt",
-              postprocess=f"{_LCB}.prediction:extract_execution", checker=f"{_LCB}.prediction:execution_program",
-              published=(Published("StarCoder2-15B-Instruct-v0.1", "base", 28.1, _CARD),),
-              tags={"scenario": "codeexecution"}),
+    _lcb("codegeneration", "356356a", "codegen:load_problems", "codegen:build_prompt", "codegen:extract_code",
+         "codegen:grading_program", 20.4),
+    _lcb("selfrepair", "356356a", "codegen:load_problems", "selfrepair:repair_prompt", "codegen:extract_code",
+         "codegen:grading_program", 20.9),
+    _lcb("testoutputprediction", "6f3ac40", "prediction:load_test_output", "prediction:test_output_prompt",
+         "prediction:extract_test_output", "prediction:test_output_program", 29.8),
+    _lcb("codeexecution", "e3bbac6", "prediction:load_execution", "prediction:execution_prompt",
+         "prediction:extract_execution", "prediction:execution_program", 28.1),
 )
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import check_params
+from ..evaluation.benchmarks import TITLES
 from ..evaluation.metrics import mean_pass_at_k, pass_at_k_markdown
 from ..records import JsonObj, RecordError, iter_jsonl, sha256_file
 from ..runtime import StageStats, UnitPlan, UnitRun, drive, finish_counts, merge_units
@@ -242,8 +243,6 @@ def summarize(rows: Sequence[Mapping[str, Any]], items: Sequence[tuple[Any, str]
                                   for d in ("easy", "medium", "hard") if any(difficulty[i] == d for i in ids)}}
 
 
-TITLES = {"codegeneration": "code generation", "selfrepair": "self repair",
-          "testoutputprediction": "test output prediction", "codeexecution": "code execution"}
 
 
 def render_table(summary: Mapping[str, Any], window: str, scenario: str = "codegeneration") -> str:
