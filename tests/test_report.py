@@ -364,8 +364,9 @@ def test_tiny_dry_run_ends_in_the_report(tmp_path: Path) -> None:
     assert "--html results/tiny/report/index.html --json results/tiny/report/report.json" in command
     # the bytes are checked against the lock first, so the report shows the verdict; not strict
     # by default (a divergence is a result), strict with profiles/tiny/strict.yaml (CI, e2e)
-    # ... and HumanEvalPack's table is in it (the tiny profile has octopack.eval.enabled)
+    # ... and HumanEvalPack's and LiveCodeBench's tables are in it (the tiny profile enables both)
     assert command.rstrip().endswith("--verdict results/tiny/verify.json --humanevalpack results/tiny/octopack/table.json"
+                                     " --livecodebench results/tiny/livecodebench/table.json"
                                      " > results/tiny/logs/report.log 2>&1")
     out = result.stdout
     assert out.index("selfalign verify results/tiny") < out.index("selfalign report ")
