@@ -502,14 +502,17 @@ def cmd_octopack_score(args: argparse.Namespace) -> None:
 LCB_SCENARIOS = ("codegeneration", "selfrepair", "testoutputprediction", "codeexecution")
 
 
+def _lcb_files(names: Sequence[str]) -> list[Path]:
+    """``--files``, a directory standing for its data files (a fetched parquet dataset's), in name order."""
+    return [f for path in map(Path, names) for f in (
+        sorted(p for p in path.iterdir() if p.suffix in (".parquet", ".jsonl")) if path.is_dir() else [path])]
+
+
 def _lcb_problems(args: argparse.Namespace) -> tuple[list[Any], str]:
-    """The scenario's items of ``--files`` in the contest-date window: code generation's and self
-    repair's problems, or the prediction scenarios' items."""
+    """The scenario's items of ``args.files`` in the contest-date window: code generation's and
+    self repair's problems, or the prediction scenarios' items."""
     from .livecodebench import codegen, prediction
 
-    # a directory stands for its data files (a fetched parquet dataset's), in name order
-    args.files = [f for path in map(Path, args.files) for f in (
-        sorted(p for p in path.iterdir() if p.suffix in (".parquet", ".jsonl")) if path.is_dir() else [path])]
     if args.scenario == "testoutputprediction":
         return prediction.in_window(prediction.load_test_output(args.files), args.start_date, args.end_date, args.limit)
     if args.scenario == "codeexecution":
@@ -537,8 +540,9 @@ def cmd_lcb_generate(args: argparse.Namespace) -> None:
     started = time.time()
     settings_params = parse_params(args.params)
     sampling = generate.LcbGenParams(**(parse_params(args.gen_params) if args.gen_params else {}))
+    args.files = _lcb_files(args.files)
     items, window = _lcb_problems(args)
-    fingerprint: dict[str, Any] = {"items": [getattr(i, "key", None) or i.question_id for i in items],
+    fingerprint: dict[str, Any] = {"items": [i.key for i in items],
                                    "files": [sha256_file(f) for f in args.files]}
     inputs: list[str | Path] = list(args.files)
     response = "```python\n"
@@ -583,6 +587,7 @@ def cmd_lcb_score(args: argparse.Namespace) -> None:
     from .livecodebench import score
 
     params = score.LcbSandboxParams.from_dict(parse_params(args.sandbox) if args.sandbox else {})
+    args.files = _lcb_files(args.files)
     items, window = _lcb_problems(args)
     if args.scenario in ("codegeneration", "selfrepair"):
         score.score_samples(args.samples, items, args.out, params, problem_files=args.files, window=window,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .prompt_template import SC2_INSTRUCT_PROMPT
-from .records import RecordError
+from .records import FirstSeen, RecordError, dataset_file_rows
 
 DATASET = "xlangai/DS-1000"
 LIBRARIES = ("Numpy", "Pandas", "Scipy", "Matplotlib", "Sklearn", "Pytorch", "Tensorflow")
@@ -69,18 +69,12 @@ def problem_from_row(row: Mapping[str, Any], path: str = "<rows>", lineno: int =
 def load_problems(files: Sequence[str | Path]) -> list[Problem]:
     """Every problem of the given ``test.jsonl`` files, in file order, through ``datasets``; a
     duplicate ``problem_id`` is an error."""
-    from datasets import load_dataset
-
     problems: list[Problem] = []
-    seen: dict[int, str] = {}
-    for path in files:
-        for index, row in enumerate(load_dataset("json", data_files=str(path), split="train")):
-            problem = problem_from_row(row, str(path), index + 1)
-            if problem.problem_id in seen:
-                raise RecordError(path, index + 1, f"duplicate problem_id {problem.problem_id} (first in "
-                                  f"{seen[problem.problem_id]})", field="metadata.problem_id")
-            seen[problem.problem_id] = f"{path}:{index + 1}"
-            problems.append(problem)
+    seen = FirstSeen()
+    for path, lineno, row in dataset_file_rows(files):
+        problem = problem_from_row(row, path, lineno)
+        seen.add(problem.problem_id, path, lineno, "metadata.problem_id", f"problem_id {problem.problem_id}")
+        problems.append(problem)
     return problems
 
 

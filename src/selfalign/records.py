@@ -33,6 +33,32 @@ class RecordError(ValueError):
         super().__init__(f"{where}:{what} {message}")
 
 
+def dataset_file_rows(files: Iterable[str | os.PathLike[str]], features: Any = None
+                      ) -> Iterator[tuple[str, int, Mapping[str, Any]]]:
+    """``(file, row number from 1, row)`` of local dataset files read through ``datasets``: the
+    parquet builder for ``*.parquet``, the JSON builder otherwise (``features``, if given, fixes
+    the columns' types)."""
+    from datasets import load_dataset
+
+    for path in files:
+        builder = "parquet" if str(path).endswith(".parquet") else "json"
+        for index, row in enumerate(load_dataset(builder, data_files=str(path), split="train", features=features)):
+            yield str(path), index + 1, row
+
+
+class FirstSeen:
+    """Where each key was first seen; a second sighting is a :class:`RecordError` naming both."""
+
+    def __init__(self) -> None:
+        self.where: dict[Any, str] = {}
+
+    def add(self, key: Any, path: str | os.PathLike[str], line: int, field: str, label: str) -> None:
+        """Record ``key`` at ``path:line``; ``label`` names it in the error ("question_id 'x'")."""
+        if key in self.where:
+            raise RecordError(path, line, f"duplicate {label} (first in {self.where[key]})", field=field)
+        self.where[key] = f"{path}:{line}"
+
+
 def dumps(record: Mapping[str, Any]) -> str:
     """The one serialization of a record used everywhere, so equal records give equal bytes.
 

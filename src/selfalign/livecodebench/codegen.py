@@ -32,7 +32,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from ..records import RecordError
+from ..records import FirstSeen, RecordError, dataset_file_rows
 
 DATASET = "livecodebench/code_generation_lite"
 #: A release's files (the dataset's loading script, ``ALLOWED_FILES``): cumulative.
@@ -80,6 +80,11 @@ class Problem:
     @property
     def tests(self) -> tuple[Test, ...]:
         return self.public_tests + self.private_tests
+
+    @property
+    def key(self) -> str:
+        """The item's id, as every scenario's items have one."""
+        return self.question_id
 
 
 class _StringsOnly(pickle.Unpickler):
@@ -158,22 +163,17 @@ def select(problems: Iterable[Problem], start: str | None = None, end: str | Non
 def load_problems(files: Sequence[str | Path]) -> list[Problem]:
     """Every problem of the given JSONL files (a release's, downloaded or local), in file order,
     through ``datasets``' JSON builder; a duplicate ``question_id`` is an error."""
-    from datasets import Features, Value, load_dataset
+    from datasets import Features, Value
 
     # every field a string, as the dataset's loading script declares them (the JSON builder would
     # otherwise read contest_date as a timestamp)
     features = Features({name: Value("string") for name in FIELDS})
     problems: list[Problem] = []
-    seen: dict[str, str] = {}
-    for path in files:
-        rows = load_dataset("json", data_files=str(path), split="train", features=features)
-        for index, row in enumerate(rows):
-            problem = problem_from_row(row, str(path), index + 1)
-            if problem.question_id in seen:
-                raise RecordError(path, index + 1, f"duplicate question_id {problem.question_id!r} "
-                                  f"(first in {seen[problem.question_id]})", field="question_id")
-            seen[problem.question_id] = f"{path}:{index + 1}"
-            problems.append(problem)
+    seen = FirstSeen()
+    for path, lineno, row in dataset_file_rows(files, features):
+        problem = problem_from_row(row, path, lineno)
+        seen.add(problem.question_id, path, lineno, "question_id", f"question_id {problem.question_id!r}")
+        problems.append(problem)
     return problems
 
 

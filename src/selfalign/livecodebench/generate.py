@@ -1,10 +1,12 @@
-"""LiveCodeBench code-generation samples from a checkpoint, through the same serving path as every
-generation stage: one request per problem (in problem order) with ``n`` choices.
+"""LiveCodeBench samples from a checkpoint, any scenario, through the same serving path as every
+generation stage: one request per item (in item order; self repair: per failing sample) with
+``n`` choices.
 
 Sampling defaults are LiveCodeBench's runner's (``lcb_runner/runner/parser.py``: n = 10,
 temperature 0.2, top_p 0.95, max_tokens 2000, stop ``###``). The prompt is LiveCodeBench's for
 StarCoder2-Instruct (``lcb``), or that text inside the release's SC2-Instruct template with a
-fenced-code response prefix (``sc2-instruct``). One samples line per problem::
+fenced-code response prefix for the code scenarios (``sc2-instruct``). One samples line per
+request, its fields first (``question_id``; ``id`` for the prediction scenarios)::
 
     {"question_id": "...", "completions": ["<answer>", ...], "finish_reasons": ["stop", ...]}
 
@@ -30,10 +32,9 @@ from ..generation.client import (
 )
 from ..prompt_template import SC2_INSTRUCT_PROMPT
 from ..provenance import model_dir_digest
-from ..records import JsonObj, sha256_file
+from ..records import JsonObj
 from ..runtime import StageStats
 from ..serving import ServingSettings, serve
-from .codegen import Problem, build_prompt
 
 LCB_GENERATE_VERSION = 1
 FORMATS = ("lcb", "sc2-instruct")
@@ -71,11 +72,6 @@ def wrap(text: str, fmt: str, response: str = "```python\n") -> str:
     if fmt == "sc2-instruct":
         return SC2_INSTRUCT_PROMPT.format(instruction=text.rstrip(), response=response)
     return text
-
-
-def prompt_for(problem: Problem, fmt: str) -> str:
-    """The prompt text one code-generation request sends."""
-    return wrap(build_prompt(problem), fmt)
 
 
 def sample_record(ident: JsonObj, result: CompletionResult, fmt: str, response: str = "```python\n") -> JsonObj:
@@ -124,23 +120,3 @@ def generate_prompts(
     stats.extra.update({"items": len(prompts)})
     stats.check_balance()
     return stats
-
-
-def generate_lcb_samples(
-    problems: Sequence[Problem],
-    out: str | os.PathLike[str],
-    settings: ServingSettings,
-    params: LcbGenParams,
-    *,
-    problem_files: Sequence[str | Path] = (),
-    model_dir: str | Path | None = None,
-    server_log: Path | None = None,
-    base_url: str | None = None,
-    show_progress: bool = True,
-) -> StageStats:
-    """Write ``out``: one code-generation samples line per problem."""
-    return generate_prompts(
-        [({"question_id": p.question_id}, build_prompt(p)) for p in problems], out, settings, params,
-        scenario="codegeneration", fingerprint={"problems": [p.question_id for p in problems],
-                                                "files": [sha256_file(f) for f in problem_files]},
-        model_dir=model_dir, server_log=server_log, base_url=base_url, show_progress=show_progress)

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import ast
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from ..records import RecordError
+from ..records import FirstSeen, RecordError, dataset_file_rows
 
 TEST_OUTPUT_DATASET = "livecodebench/test_generation"
 EXECUTION_DATASET = "livecodebench/execution-v2"
@@ -172,17 +172,6 @@ class ExecutionItem:
         return self.id
 
 
-def _rows(files: Sequence[str | Path]) -> Iterator[tuple[str, int, Mapping[str, Any]]]:
-    """(file, row number from 1, row) of each file through ``datasets``: parquet as the Hub
-    publishes these datasets, or JSON lines."""
-    from datasets import load_dataset
-
-    for path in files:
-        builder = "parquet" if str(path).endswith(".parquet") else "json"
-        for index, row in enumerate(load_dataset(builder, data_files=str(path), split="train")):
-            yield str(path), index + 1, row
-
-
 def _text(row: Mapping[str, Any], name: str, where: tuple[str, int]) -> str:
     value = row.get(name)
     if not isinstance(value, str):
@@ -202,19 +191,11 @@ def _date(row: Mapping[str, Any], where: tuple[str, int]) -> date:
     raise RecordError(where[0], where[1], "not a date or an ISO date", field="contest_date")
 
 
-def _unique(items: list[Any], where: dict[str, tuple[str, int]], item: Any, at: tuple[str, int], name: str) -> None:
-    if item.key in where:
-        first = where[item.key]
-        raise RecordError(at[0], at[1], f"duplicate {item.key!r} (first in {first[0]}:{first[1]})", field=name)
-    where[item.key] = at
-    items.append(item)
-
-
 def load_test_output(files: Sequence[str | Path]) -> list[TestOutputItem]:
     """The items of ``test_generation`` files, sorted by (question_id, test_id) as LiveCodeBench does."""
     items: list[TestOutputItem] = []
-    seen: dict[str, tuple[str, int]] = {}
-    for path, lineno, row in _rows(files):
+    seen = FirstSeen()
+    for path, lineno, row in dataset_file_rows(files):
         at = (path, lineno)
         test_id = row.get("test_id")
         if not isinstance(test_id, int) or isinstance(test_id, bool):
@@ -230,7 +211,8 @@ def load_test_output(files: Sequence[str | Path]) -> list[TestOutputItem]:
         item = TestOutputItem(_text(row, "question_id", at), test_id, _text(row, "question_title", at),
                               _text(row, "question_content", at), _date(row, at), _text(row, "difficulty", at),
                               _text(row, "starter_code", at), _text(row, "function_name", at), given, wanted)
-        _unique(items, seen, item, at, "test_id")
+        seen.add(item.key, path, lineno, "test_id", repr(item.key))
+        items.append(item)
     return sorted(items, key=lambda i: (i.question_id, i.test_id))
 
 
@@ -245,15 +227,16 @@ def load_execution(files: Sequence[str | Path]) -> list[ExecutionItem]:
     """The items of ``execution-v2`` files, sorted by the number in their id (``sample_12``) as
     LiveCodeBench does; an id without one is an error."""
     items: list[ExecutionItem] = []
-    seen: dict[str, tuple[str, int]] = {}
-    for path, lineno, row in _rows(files):
+    seen = FirstSeen()
+    for path, lineno, row in dataset_file_rows(files):
         at = (path, lineno)
         item = ExecutionItem(_text(row, "id", at), _text(row, "question_id", at), _date(row, at),
                              _text(row, "difficulty", at), _text(row, "function_name", at), _text(row, "code", at),
                              _text(row, "input", at), _text(row, "output", at))
         if _execution_order(item) < 0:
             raise RecordError(path, lineno, "expected <name>_<number>", field="id")
-        _unique(items, seen, item, at, "id")
+        seen.add(item.key, path, lineno, "id", repr(item.key))
+        items.append(item)
     return sorted(items, key=_execution_order)
 
 
